@@ -1,0 +1,62 @@
+"""The interface every format reader implements: list tensors cheaply, read one at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a file says about one tensor, without reading its data.
+
+    `name` is the name a reader exposes; for ONNX exports that anonymise weights it is the
+    name recovered from the graph, and `original_name` keeps what the file calls it.
+    `shape` is in PyTorch order (for `nn.Linear` weights: [d_out, d_in]).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # storage type as the file states it: "F32", "BF16", "Q4_K", "I8" ...
+    file: Path
+    nbytes: int
+    original_name: str | None = None
+    quantized: bool = False  # True when reading dequantizes (GGUF quants, ONNX int8)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class ReaderMetadata:
+    """Format-level facts a reader found: e.g. GGUF key/values or ONNX producer."""
+
+    format: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class TensorReader(Protocol):
+    """One open checkpoint format. Readers never hold more than one tensor's data."""
+
+    format: str
+    files: list[Path]
+    metadata: ReaderMetadata
+
+    def infos(self) -> dict[str, TensorInfo]:
+        """Every tensor, by exposed name, in file order."""
+        ...
+
+    def read(self, name: str) -> torch.Tensor:
+        """One tensor on the CPU: stored dtype for plain formats, float32 when dequantized."""
+        ...
+
+    def close(self) -> None:
+        """Release file handles."""
+        ...
