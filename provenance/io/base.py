@@ -42,6 +42,15 @@ class ReaderMetadata:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+_NON_FLOAT = ("I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL")
+_BUFFER_SUFFIXES = ("position_ids", "inv_freq", "attn.bias", "attn.masked_bias", "_float_tensor")
+
+
+def is_buffer(info: TensorInfo) -> bool:
+    """Integer/bool tensors and well-known non-weight buffers (rotary inv_freq, causal masks)."""
+    return (info.dtype in _NON_FLOAT and not info.quantized) or info.name.endswith(_BUFFER_SUFFIXES)
+
+
 class TensorReader(Protocol):
     """One open checkpoint format. Readers never hold more than one tensor's data."""
 

@@ -1,0 +1,374 @@
+"""Where an ONNX graph keeps its weights: constants, dequantization chains, recovered names.
+
+Exporters store Linear weights under anonymous names (`onnx::MatMul_1525`, `val_49`) in
+[in, out] order, and quantizers split them into integers plus a scale (and zero point).
+This module finds each float weight the graph computes from constants alone and names it
+the way PyTorch would: from the bias added after it, or from the exporter's node scope.
+It reads no tensor data, only names, shapes and types.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Ops whose output is a constant when all their inputs are (dequantization chains).
+FOLDABLE = frozenset({"Cast", "Mul", "Sub", "Div", "Add", "DequantizeLinear", "Transpose", "Identity"})
+# Which input of a linear op is the weight (stored [in, out] except Gemm with transB=1).
+LINEAR_WEIGHT_SLOT = {"MatMul": 1, "MatMulInteger": 1, "Gemm": 1, "QLinearMatMul": 3,
+                      "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1}
+# Inputs that hold quantization parameters (scales, zero points), never weights.
+_QPARAM_SLOTS = {"DequantizeLinear": {1, 2}, "QuantizeLinear": {1, 2}, "MatMulInteger": {2, 3},
+                 "ConvInteger": {2, 3}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
+                 "QLinearConv": {1, 2, 4, 5, 6, 7}, "DynamicQuantizeMatMul": {2, 3},
+                 "MatMulIntegerToFloat": {2, 3, 4, 5}}
+_WALK_OPS = frozenset({"Cast", "Mul", "DequantizeLinear"})  # between a MatMul and its bias Add
+_MAX_WALK = 4
+_ORT_Q, _ORT_SCALE, _ORT_ZP = "_quantized", "_scale", "_zero_point"
+_ALIAS_SUFFIXES = ("_DequantizeLinear_Output", "_dequantized", "_quantized", "_q")
+
+FLOAT_TYPES = {TensorProto.FLOAT: "F32", TensorProto.FLOAT16: "F16",
+               TensorProto.BFLOAT16: "BF16", TensorProto.DOUBLE: "F64"}
+DTYPE_NAMES = {**FLOAT_TYPES, TensorProto.UINT8: "U8", TensorProto.INT8: "I8",
+               TensorProto.UINT16: "U16", TensorProto.INT16: "I16", TensorProto.INT32: "I32",
+               TensorProto.INT64: "I64", TensorProto.BOOL: "BOOL", TensorProto.UINT32: "U32",
+               TensorProto.UINT64: "U64"}  # the element types this package can decode
+
+RECOVERY_METHODS = ("kept", "bias", "scope", "original", "collision")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One float weight: the constant that holds it and how to get PyTorch's view of it."""
+
+    value: str                      # graph value holding it (initializer, folded output, X_quantized)
+    base: str                       # the graph's own name for it (X for ORT's X_quantized)
+    shape: tuple[int, ...]          # as stored in the graph
+    dtype: str                      # storage type of its largest source: "F32", "I8", ...
+    quantized: bool                 # True when reading dequantizes integers
+    sources: tuple[str, ...]        # stored constants read to build it
+    ort: tuple[str, str | None, int | None] | None = None  # (scale, zero point, axis)
+
+
+@dataclass
+class GraphIndex:
+    """Constants of a graph (stored or folded), their shapes and types, and who uses them."""
+
+    outputs: set[str]
+    consts: dict[str, TensorProto] = field(default_factory=dict)
+    folds: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    types: dict[str, int] = field(default_factory=dict)
+    consumers: dict[str, list[tuple[int, onnx.NodeProto, int]]] = field(
+        default_factory=lambda: defaultdict(list))  # value -> (node index, node, input slot)
+    fold_nodes: set[int] = field(default_factory=set)
+    n_nodes: int = 0
+
+    @classmethod
+    def build(cls, graph: onnx.GraphProto) -> GraphIndex:
+        """Index initializers, Constant nodes and constant-only dequantization nodes."""
+        index = cls(outputs={o.name for o in graph.output}, n_nodes=len(graph.node))
+        for tensor in graph.initializer:
+            index._add_const(tensor.name, tensor)
+        for i, node in enumerate(graph.node):
+            for slot, name in enumerate(node.input):
+                if name:
+                    index.consumers[name].append((i, node, slot))
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Constant" and len(node.output) == 1:
+                tensor = constant_value(node)
+                if tensor is not None:
+                    index._add_const(node.output[0], tensor)
+            elif node.op_type in FOLDABLE:
+                index._try_fold(i, node)
+        return index
+
+    def _add_const(self, name: str, tensor: TensorProto) -> None:
+        self.consts[name] = tensor
+        self.shapes[name] = tuple(int(d) for d in tensor.dims)
+        self.types[name] = int(tensor.data_type)
+
+    def _try_fold(self, i: int, node: onnx.NodeProto) -> None:
+        names = [n for n in node.input if n]
+        if len(node.output) != 1 or not names or not all(n in self.types for n in names):
+            return
+        if any(self.types[n] not in DTYPE_NAMES for n in names):
+            return
+        try:
+            shape, etype = _infer(node, [self.shapes[n] for n in names], [self.types[n] for n in names])
+        except (ValueError, KeyError, IndexError, TypeError):
+            return  # not a well-formed constant expression: leave it to the runtime
+        if etype not in DTYPE_NAMES:
+            return
+        out = node.output[0]
+        self.folds[out], self.shapes[out], self.types[out] = node, shape, etype
+        self.fold_nodes.add(i)
+
+    def live_uses(self, name: str) -> list[tuple[int, onnx.NodeProto, int]]:
+        """Uses of `name` by nodes that run at inference time (not folded away)."""
+        return [u for u in self.consumers.get(name, []) if u[0] not in self.fold_nodes]
+
+    def is_terminal(self, name: str) -> bool:
+        """True when the value leaves the constant world: used by a live node, output or unused."""
+        return name in self.outputs or not self.consumers.get(name) or bool(self.live_uses(name))
+
+    def qparam_only(self, name: str) -> bool:
+        """True when every live use is a scale / zero-point input of a quantized op."""
+        uses = self.live_uses(name)
+        return bool(uses) and all(slot in _QPARAM_SLOTS.get(n.op_type, ()) for _, n, slot in uses)
+
+    def leaves(self, name: str) -> list[str]:
+        """The stored constants a (possibly folded) value is computed from, deduplicated."""
+        if name not in self.folds:
+            return [name]
+        out: list[str] = []
+        for arg in self.folds[name].input:
+            for leaf in self.leaves(arg) if arg else []:
+                if leaf not in out:
+                    out.append(leaf)
+        return out
+
+    def first_use(self, name: str) -> int:
+        """Index of the first live node that reads `name` (graph order), for stable listings."""
+        uses = self.live_uses(name)
+        return min(u[0] for u in uses) if uses else self.n_nodes
+
+
+def constant_value(node: onnx.NodeProto) -> TensorProto | None:
+    """The tensor a Constant node produces, or None for sparse / string forms."""
+    for attr in node.attribute:
+        if attr.name == "value":
+            return attr.t
+        if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+            dtype = np.float32 if "float" in attr.name else np.int64
+            return numpy_helper.from_array(np.array(helper.get_attribute_value(attr), dtype=dtype))
+    return None
+
+
+def _infer(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
+           types: list[int]) -> tuple[tuple[int, ...], int]:
+    """Static shape and element type of a foldable node's output."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    if op == "Identity":
+        return shapes[0], types[0]
+    if op == "Cast":
+        return shapes[0], int(attrs["to"])
+    if op == "Transpose":
+        perm = list(attrs.get("perm", range(len(shapes[0]) - 1, -1, -1)))
+        if sorted(perm) != list(range(len(shapes[0]))):
+            raise ValueError(f"bad perm {perm}")
+        return tuple(shapes[0][p] for p in perm), types[0]
+    if op == "DequantizeLinear":
+        if attrs.get("block_size", 0) and len(shapes[1]) != len(shapes[0]):
+            raise ValueError("blocked scale of another rank")
+        return shapes[0], int(attrs.get("output_dtype", 0) or types[1])
+    if len(shapes) != 2 or types[0] != types[1]:
+        raise ValueError(f"{op} needs two inputs of one type")
+    return tuple(int(d) for d in np.broadcast_shapes(shapes[0], shapes[1])), types[0]
+
+
+def find_weights(index: GraphIndex) -> tuple[list[WeightSpec], dict[str, str]]:
+    """Every float weight with more than one element, in order of first use; and what was skipped."""
+    ort_params = {f"{n[:-len(_ORT_Q)]}{s}" for n in index.consts if n.endswith(_ORT_Q)
+                  for s in (_ORT_SCALE, _ORT_ZP)}
+    specs: list[WeightSpec] = []
+    skipped: dict[str, str] = {}
+    for name in list(index.types):
+        if name in ort_params or not index.is_terminal(name) or index.qparam_only(name):
+            continue
+        if name.endswith(_ORT_Q) and name[:-len(_ORT_Q)] + _ORT_SCALE in index.consts:
+            spec = _ort_spec(index, name)
+            if isinstance(spec, str):
+                skipped[name] = spec
+            else:
+                specs.append(spec)
+        elif index.types[name] in FLOAT_TYPES and _worth_exposing(name, index.shapes[name]):
+            specs.append(_plain_spec(index, name))
+    specs.sort(key=lambda s: index.first_use(s.value))
+    return specs, skipped
+
+
+def _worth_exposing(name: str, shape: tuple[int, ...]) -> bool:
+    """Weights have several elements; a 1-element one counts only under a parameter name."""
+    return _numel(shape) > 1 or (len(shape) > 0 and _numel(shape) == 1 and is_param_name(name))
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _plain_spec(index: GraphIndex, name: str) -> WeightSpec:
+    """A stored float constant, or one computed from constants (Cast/Mul/DequantizeLinear ...)."""
+    leaves = index.leaves(name)
+    main = max(leaves, key=lambda n: _numel(index.shapes[n]))
+    quantized = name in index.folds and any(index.types[n] not in FLOAT_TYPES for n in leaves)
+    return WeightSpec(value=name, base=name, shape=index.shapes[name],
+                      dtype=DTYPE_NAMES.get(index.types[main], str(index.types[main])),
+                      quantized=quantized, sources=tuple(leaves))
+
+
+def _ort_spec(index: GraphIndex, name: str) -> WeightSpec | str:
+    """onnxruntime's X_quantized + X_scale (+ X_zero_point), or why it cannot be dequantized."""
+    base = name[:-len(_ORT_Q)]
+    scale, zp = base + _ORT_SCALE, base + _ORT_ZP
+    zp_name = zp if zp in index.consts else None
+    shape, s_shape = index.shapes[name], index.shapes[scale]
+    if index.types[name] not in DTYPE_NAMES or index.types[scale] not in FLOAT_TYPES:
+        return f"types {index.types[name]}/{index.types[scale]} are not integer/float"
+    axis = _scale_axis(index, name, shape, s_shape)
+    if axis == "bad":
+        return f"scale shape {list(s_shape)} does not fit weight shape {list(shape)}"
+    sources = (name, scale) + ((zp_name,) if zp_name else ())
+    return WeightSpec(value=name, base=base, shape=shape, dtype=DTYPE_NAMES[index.types[name]],
+                      quantized=True, sources=sources, ort=(scale, zp_name, axis))
+
+
+def _scale_axis(index: GraphIndex, name: str, shape: tuple[int, ...],
+                s_shape: tuple[int, ...]) -> int | None | str:
+    """Axis a 1-D per-channel scale runs along (last for MatMul weights), None if it broadcasts."""
+    if _numel(s_shape) == 1:
+        return None
+    if len(s_shape) == len(shape) and len(shape) > 1:
+        try:
+            np.broadcast_shapes(s_shape, shape)
+        except ValueError:
+            return "bad"
+        return None
+    if len(s_shape) != 1 or not shape:
+        return "bad"
+    fits = [ax for ax in (len(shape) - 1, 0) if shape[ax] == s_shape[0]]
+    if not fits:
+        return "bad"
+    gathered = any(n.op_type == "Gather" and slot == 0 for _, n, slot in index.live_uses(name))
+    return fits[-1] if gathered else fits[0]
+
+
+def linear_use(index: GraphIndex, name: str) -> onnx.NodeProto | None:
+    """The first live MatMul-like node reading `name` as its weight input."""
+    for _, node, slot in index.live_uses(name):
+        if LINEAR_WEIGHT_SLOT.get(node.op_type) == slot:
+            return node
+    return None
+
+
+def needs_transpose(index: GraphIndex, spec: WeightSpec) -> bool:
+    """True for a 2-D weight a MatMul reads as [in, out]: PyTorch keeps [out, in]."""
+    if len(spec.shape) != 2:
+        return False
+    uses = index.live_uses(spec.value)
+    if any(n.op_type == "Gather" and slot == 0 for _, n, slot in uses):
+        return False  # an embedding table: [vocab, dim] in both worlds
+    node = linear_use(index, spec.value)
+    if node is None:
+        return False
+    if node.op_type == "Gemm":
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return not attrs.get("transB", 0)
+    return True
+
+
+def is_param_name(name: str) -> bool:
+    """True for a module parameter name, which exporters keep when they keep names at all.
+
+    >>> is_param_name("encoder.layer.0.attention.self.query.bias"), is_param_name("onnx::MatMul_1525")
+    (True, False)
+    """
+    return "." in name and "::" not in name and name.endswith((".weight", ".bias"))
+
+
+def _aliases(index: GraphIndex, spec: WeightSpec) -> list[str]:
+    """Names that may already be a parameter name: the value's, minus quantizer suffixes."""
+    names = [spec.base]
+    if len(spec.sources) == 1 and spec.sources[0] != spec.base:
+        names.append(spec.sources[0])  # a pure layout/cast chain: Transpose(W), Cast(W)
+    for candidate in (spec.base, spec.sources[0]):
+        for suffix in _ALIAS_SUFFIXES:
+            if candidate.endswith(suffix):
+                names.append(candidate[:-len(suffix)])
+    return names
+
+
+def _bias_after(index: GraphIndex, node: onnx.NodeProto, n_out: int) -> str | None:
+    """The `<module>.bias` constant added to a linear node's output within a few Cast/Mul hops."""
+    if node.op_type == "Gemm" and len(node.input) > 2 and is_param_name(node.input[2]):
+        return node.input[2] if node.input[2].endswith(".bias") else None
+    frontier = [node.output[0]]
+    for _ in range(_MAX_WALK + 1):
+        nxt: list[str] = []
+        for value in frontier:
+            for _, user, slot in index.live_uses(value):
+                if user.op_type == "Add" and len(user.input) == 2:
+                    other = user.input[1 - slot]
+                    if (other in index.types and other.endswith(".bias") and is_param_name(other)
+                            and _numel(index.shapes[other]) == n_out):
+                        return other
+                elif user.op_type in _WALK_OPS:
+                    nxt.append(user.output[0])
+        frontier = nxt
+    return None
+
+
+def scope_module(node_name: str) -> str | None:
+    """The module path torch.onnx writes into node names, or None when the name has no scope.
+
+    >>> scope_module("/encoder/layer.0/attention/self/query/MatMul")
+    'encoder.layer.0.attention.self.query'
+    >>> scope_module("node_MatMul_48") is None
+    True
+    """
+    if not node_name.startswith("/"):
+        return None
+    parts = node_name.strip("/").split("/")[:-1]
+    if not parts or any(not p or " " in p for p in parts):
+        return None
+    return ".".join(parts)
+
+
+def _recover(index: GraphIndex, spec: WeightSpec) -> tuple[str, str]:
+    """(exposed name, method) for one weight, before collisions are resolved."""
+    for alias in _aliases(index, spec):
+        if is_param_name(alias):
+            return alias, "kept"
+    node = linear_use(index, spec.value)
+    if node is not None:
+        n_out = spec.shape[0] if not needs_transpose(index, spec) else spec.shape[-1]
+        bias = _bias_after(index, node, n_out)
+        if bias is not None:
+            return bias[:-len(".bias")] + ".weight", "bias"
+    for _, user, slot in index.live_uses(spec.value):
+        if user is node or (user.op_type == "Gather" and slot == 0):
+            module = scope_module(user.name)
+            if module is not None:
+                return module + ".weight", "scope"
+    return spec.base, "original"
+
+
+def recover_names(index: GraphIndex, specs: list[WeightSpec]) -> tuple[list[str], list[str]]:
+    """Unique PyTorch-style names and how each was found; colliding guesses fall back."""
+    picks = [_recover(index, s) for s in specs]
+    names, methods = [p[0] for p in picks], [p[1] for p in picks]
+    fallbacks = [[s.base, s.value, f"{s.value}#{i}"] for i, s in enumerate(specs)]
+    for _ in range(3):
+        counts = Counter(names)
+        clash = [i for i, n in enumerate(names) if counts[n] > 1 and methods[i] != "kept"]
+        if not clash and all(c == 1 for c in counts.values()):
+            break
+        if not clash:  # two weights both named so by the file: fall back on all of them
+            clash = [i for i, n in enumerate(names) if counts[n] > 1]
+        for i in clash:
+            names[i] = next(f for f in fallbacks[i] if f != names[i])
+            fallbacks[i].remove(names[i])
+            methods[i] = "collision"
+    return names, methods
+
+
+def recovery_counts(methods: list[str]) -> dict[str, int]:
+    """How many exposed names each method produced (all methods listed, zeros included)."""
+    counts = Counter(methods)
+    return {m: counts.get(m, 0) for m in RECOVERY_METHODS}

@@ -1,0 +1,323 @@
+"""Read the weights of an ONNX model as PyTorch-named, PyTorch-oriented CPU tensors.
+
+The graph analysis (which constants are weights, what to call them, which way round they
+are) lives in `onnx_graph`; this module loads the protobuf without external data, checks
+every stored tensor against its dims and its external file, and computes one weight at a
+time on `read`: dequantizing integers and transposing MatMul weights to [out, in].
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import onnx
+import torch
+from google.protobuf.message import DecodeError
+from onnx import TensorProto, helper, numpy_helper
+
+from provenance.errors import (CorruptFileError, MissingFileError, ProvenanceError,
+                               TensorNotFoundError, UnknownFormatError, UnsafePathError)
+from provenance.io.base import ReaderMetadata, TensorInfo
+from provenance.io.onnx_graph import (DTYPE_NAMES, GraphIndex, WeightSpec, find_weights,
+                                      needs_transpose, recover_names, recovery_counts)
+
+_TORCH_DTYPES: dict[int, torch.dtype] = {
+    TensorProto.FLOAT: torch.float32, TensorProto.UINT8: torch.uint8, TensorProto.INT8: torch.int8,
+    TensorProto.INT16: torch.int16, TensorProto.INT32: torch.int32, TensorProto.INT64: torch.int64,
+    TensorProto.BOOL: torch.bool, TensorProto.FLOAT16: torch.float16, TensorProto.DOUBLE: torch.float64,
+    TensorProto.BFLOAT16: torch.bfloat16,
+    **{getattr(TensorProto, n.upper()): getattr(torch, n)  # unsigned wide types: torch >= 2.3
+       for n in ("uint16", "uint32", "uint64") if hasattr(torch, n)},
+}
+# Bytes per element, for checking raw data against dims (4-bit types pack two per byte).
+_ITEMSIZE: dict[int, float] = {
+    **{t: torch.empty(0, dtype=d).element_size() for t, d in _TORCH_DTYPES.items()},
+    TensorProto.UINT16: 2, TensorProto.UINT32: 4, TensorProto.UINT64: 8,
+    TensorProto.COMPLEX64: 8, TensorProto.COMPLEX128: 16,
+    **{getattr(TensorProto, n): size for n, size in (  # newer element types, where onnx has them
+        ("FLOAT8E4M3FN", 1), ("FLOAT8E4M3FNUZ", 1), ("FLOAT8E5M2", 1), ("FLOAT8E5M2FNUZ", 1),
+        ("UINT4", 0.5), ("INT4", 0.5), ("FLOAT4E2M1", 0.5)) if hasattr(TensorProto, n)},
+}
+
+
+@dataclass(frozen=True)
+class _External:
+    """Where one tensor's bytes live outside the .onnx file."""
+
+    file: Path
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How `read` builds one exposed tensor."""
+
+    spec: WeightSpec
+    transpose: bool
+
+
+class OnnxTensorReader:
+    """An ONNX model's float weights under PyTorch names, read lazily one at a time.
+
+    Dequantizes onnxruntime's `X_quantized`/`X_scale`/`X_zero_point` triples and constant
+    Cast/Mul/Sub/DequantizeLinear chains; recovers anonymous MatMul weight names from the
+    bias added after them or from the exporter's node scope (see `metadata['name_recovery']`).
+    """
+
+    format = "onnx"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        model = _load_model(self.path)
+        self._index = GraphIndex.build(model.graph)
+        self._external = _check_tensors(self.path, self._index.consts)
+        specs, skipped = find_weights(self._index)
+        names, methods = recover_names(self._index, specs)
+        self._plans = {n: _Plan(s, needs_transpose(self._index, s)) for n, s in zip(names, specs)}
+        self._infos = {n: self._info(n, p) for n, p in self._plans.items()}
+        externals = sorted({e.file for e in self._external.values()})
+        self.files: list[Path] = [self.path, *externals]
+        self.metadata = ReaderMetadata(self.format, _model_facts(model, methods, skipped))
+        self._closed = False
+
+    def _info(self, name: str, plan: _Plan) -> TensorInfo:
+        spec = plan.spec
+        shape = spec.shape[::-1] if plan.transpose else spec.shape
+        main = max(spec.sources, key=lambda n: _numel(self._index.shapes[n]))
+        ext = self._external.get(main)
+        nbytes = sum(_nbytes(self._index.consts[s]) for s in spec.sources)
+        return TensorInfo(name=name, shape=tuple(shape), dtype=spec.dtype,
+                          file=ext.file if ext else self.path, nbytes=nbytes,
+                          original_name=spec.base,
+                          quantized=spec.quantized)
+
+    def infos(self) -> dict[str, TensorInfo]:
+        """Every exposed weight, by recovered name, in the order the graph first uses them."""
+        return dict(self._infos)
+
+    def read(self, name: str) -> torch.Tensor:
+        """One weight on the CPU: float32 when dequantized, the stored float dtype otherwise."""
+        if self._closed:
+            raise ProvenanceError("this reader is closed; open the file again with OnnxTensorReader(path)",
+                                  path=self.path)
+        plan = self._plans.get(name)
+        if plan is None:
+            raise TensorNotFoundError(name, self._plans, path=self.path)
+        spec = plan.spec
+        value = self._dequantize_ort(spec) if spec.ort else self._evaluate(spec.value, {})
+        if spec.quantized and value.dtype != torch.float32:
+            value = value.to(torch.float32)
+        return value.t().contiguous() if plan.transpose else value
+
+    def close(self) -> None:
+        """Drop the parsed graph (and the weights embedded in it); reads fail afterwards."""
+        self._closed = True
+        self._index = GraphIndex(outputs=set())
+
+    def __enter__(self) -> OnnxTensorReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _const(self, name: str) -> torch.Tensor:
+        """A stored constant as a CPU tensor (from the protobuf or its external file)."""
+        return _to_torch(name, self._index.consts[name], self._external.get(name), self.path)
+
+    def _evaluate(self, name: str, memo: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A constant, folding the Cast/Mul/Sub/DequantizeLinear/... nodes that compute it."""
+        if name in memo:
+            return memo[name]
+        node = self._index.folds.get(name)
+        if node is None:
+            memo[name] = self._const(name)
+        else:
+            args = [self._evaluate(n, memo) if n else None for n in node.input]
+            memo[name] = _apply(node, args, self._index.types[name])
+        return memo[name]
+
+    def _dequantize_ort(self, spec: WeightSpec) -> torch.Tensor:
+        """(q - zero_point) * scale for onnxruntime's X_quantized naming."""
+        scale_name, zp_name, axis = spec.ort  # type: ignore[misc]
+        q, scale = self._const(spec.value), self._const(scale_name)
+        zp = self._const(zp_name) if zp_name else None
+        return dequantize(q, scale, zp, axis=axis, out_dtype=torch.float32)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor | None, *, axis: int | None,
+               out_dtype: torch.dtype, block_size: int = 0) -> torch.Tensor:
+    """(q - zp) * scale, per tensor, per `axis` (1-D scale) or per block (scale of q's rank)."""
+    x = q.to(torch.float32)
+    s = scale.to(torch.float32)
+    z = zp.to(torch.float32) if zp is not None else None
+    if s.numel() > 1 and s.dim() == 1 and x.dim() > 1 and axis is not None:
+        view = [1] * x.dim()
+        view[axis] = -1
+        s = s.reshape(view)
+        z = z.reshape(view) if z is not None else None
+    elif block_size and s.dim() == x.dim() and axis is not None:
+        s = s.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis])
+        z = z.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis]) if z is not None else None
+    if z is not None:
+        x = x - z
+    return (x * s).to(out_dtype)
+
+
+def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int) -> torch.Tensor:
+    """Run one foldable node on constant tensors."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    op, a = node.op_type, args[0]
+    assert a is not None
+    if op == "Identity":
+        return a
+    if op == "Cast":
+        return a.to(_TORCH_DTYPES[out_type])
+    if op == "Transpose":
+        return a.permute(*attrs.get("perm", range(a.dim() - 1, -1, -1))).contiguous()
+    if op == "DequantizeLinear":
+        zp = args[2] if len(args) > 2 else None
+        axis = int(attrs.get("axis", 1))
+        axis = axis + a.dim() if axis < 0 else axis
+        return dequantize(a, args[1], zp, axis=axis if a.dim() else None,  # type: ignore[arg-type]
+                          out_dtype=_TORCH_DTYPES[out_type], block_size=int(attrs.get("block_size", 0)))
+    b = args[1]
+    assert b is not None
+    if op == "Div" and not a.is_floating_point():
+        return torch.div(a, b, rounding_mode="trunc")
+    return {"Mul": torch.mul, "Sub": torch.sub, "Div": torch.div, "Add": torch.add}[op](a, b)
+
+
+def _load_model(path: Path) -> onnx.ModelProto:
+    """The ModelProto without external data; bad files become one-line CorruptFileErrors."""
+    if not path.exists():
+        raise MissingFileError("ONNX model file not found; check the path", path=path)
+    if path.is_dir():
+        raise UnknownFormatError("is a directory, not an .onnx file; pass the .onnx file inside it",
+                                 path=path)
+    size = path.stat().st_size
+    try:
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"not a readable ONNX protobuf ({first}; {size} bytes): the file is "
+                               "truncated or not an ONNX model; re-download or re-export it",
+                               path=path) from None
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise CorruptFileError(f"not an ONNX model: {size} bytes parsed without a graph or IR "
+                               "version; pass an .onnx file exported by torch.onnx or onnxruntime",
+                               path=path)
+    return model
+
+
+def _model_facts(model: onnx.ModelProto, methods: list[str], skipped: dict[str, str]) -> dict:
+    """Producer, opsets, graph inputs/outputs and how names were recovered."""
+    inits = {t.name for t in model.graph.initializer}
+    return {
+        "producer_name": model.producer_name, "producer_version": model.producer_version,
+        "ir_version": int(model.ir_version),
+        "opset": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+        "inputs": [i.name for i in model.graph.input if i.name not in inits],
+        "outputs": [o.name for o in model.graph.output],
+        "name_recovery": recovery_counts(methods),
+        "skipped": dict(skipped),
+    }
+
+
+def _numel(shape: tuple[int, ...] | list[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def _nbytes(tensor: TensorProto) -> int:
+    """Stored bytes of a tensor: its dims times its element size (rounded up for 4-bit)."""
+    size = _ITEMSIZE.get(tensor.data_type)
+    return int(np.ceil(_numel(list(tensor.dims)) * size)) if size is not None else 0
+
+
+def _check_tensors(path: Path, consts: dict[str, TensorProto]) -> dict[str, _External]:
+    """Check each stored tensor's data against its dims; map external ones to safe file spans."""
+    external: dict[str, _External] = {}
+    for name, tensor in consts.items():
+        if any(d < 0 for d in tensor.dims):
+            raise CorruptFileError(f"tensor {name!r} has negative dims {list(tensor.dims)}; "
+                                   "the file is corrupt, re-export it", path=path)
+        if tensor.data_location == TensorProto.EXTERNAL:
+            external[name] = _external_span(path, name, tensor)
+        elif tensor.data_type in _ITEMSIZE:
+            _check_embedded(path, name, tensor)
+    return external
+
+
+def _check_embedded(path: Path, name: str, tensor: TensorProto) -> None:
+    """Raise if a tensor's raw_data (or typed values) cannot hold its dims."""
+    expected = _nbytes(tensor)
+    dims, dtype = list(tensor.dims), DTYPE_NAMES.get(tensor.data_type, str(tensor.data_type))
+    if tensor.HasField("raw_data"):
+        if len(tensor.raw_data) != expected:
+            raise CorruptFileError(f"tensor {name!r} has {len(tensor.raw_data)} bytes of raw_data, "
+                                   f"but dims {dims} of {dtype} need {expected}; the file is corrupt "
+                                   "or truncated, re-export it", path=path)
+        return
+    count = max(len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data),
+                len(tensor.double_data), len(tensor.uint64_data))
+    numel = _numel(dims)
+    want = numel * 2 if tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else numel
+    if _ITEMSIZE[tensor.data_type] == 0.5:
+        want = (numel + 1) // 2
+    if count != want:
+        raise CorruptFileError(f"tensor {name!r} holds {count} values, but dims {dims} need {want}; "
+                               "the file is corrupt, re-export it", path=path)
+
+
+def _external_span(path: Path, name: str, tensor: TensorProto) -> _External:
+    """Resolve an external-data reference, refusing paths outside the model directory."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    base = path.parent.resolve()
+    pure = PurePosixPath(location.replace("\\", "/"))
+    target = (base / pure).resolve()
+    if not location or pure.is_absolute() or os.path.isabs(location) or not target.is_relative_to(base):
+        raise UnsafePathError(f"external data location {location!r} of tensor {name!r} is outside "
+                              f"the model directory {base}; keep external data files next to the "
+                              ".onnx file and reference them by relative name", path=path)
+    if not target.is_file():
+        raise MissingFileError(f"external data file {location!r} for tensor {name!r} not found "
+                               f"(looked for {target}); copy it next to the .onnx file", path=path)
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", _nbytes(tensor)))
+    except ValueError:
+        raise CorruptFileError(f"tensor {name!r} has a non-integer external offset/length "
+                               f"{info.get('offset')!r}/{info.get('length')!r}; re-export it", path=path) from None
+    expected, size = _nbytes(tensor), target.stat().st_size
+    if length != expected or offset < 0 or offset + length > size:
+        raise CorruptFileError(f"tensor {name!r} needs {expected} bytes but its external data says "
+                               f"offset {offset}, length {length} in {location!r} ({size} bytes); "
+                               "the data file is truncated or mismatched, re-export it", path=path)
+    return _External(target, offset, length)
+
+
+def _to_torch(name: str, tensor: TensorProto, ext: _External | None, path: Path) -> torch.Tensor:
+    """Decode one stored tensor (raw, typed-field or external bytes) into a CPU tensor."""
+    dtype = _TORCH_DTYPES.get(tensor.data_type)
+    if dtype is None:
+        raise CorruptFileError(f"tensor {name!r} has element type {tensor.data_type}, which "
+                               "provenance cannot decode; export float, int8 or uint8 weights", path=path)
+    shape = tuple(int(d) for d in tensor.dims)
+    if ext is not None:
+        with open(ext.file, "rb") as f:
+            f.seek(ext.offset)
+            data = f.read(ext.length)
+    elif tensor.HasField("raw_data"):
+        data = tensor.raw_data
+    else:
+        array = numpy_helper.to_array(tensor)
+        if tensor.data_type == TensorProto.BFLOAT16:
+            return torch.from_numpy(array.view(np.uint16).copy()).view(torch.bfloat16).reshape(shape)
+        return torch.from_numpy(np.ascontiguousarray(array)).reshape(shape)
+    if not data:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)

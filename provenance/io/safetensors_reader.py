@@ -1,0 +1,150 @@
+"""Lazy safetensors: parse and check the header ourselves, read one tensor with pread.
+
+Reading into a fresh buffer (instead of keeping an mmap) keeps resident memory bounded by
+the largest tensor however many tensors are streamed; the page cache does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from provenance.errors import CorruptFileError, TensorNotFoundError
+from provenance.io.base import ReaderMetadata, TensorInfo
+
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
+
+DTYPES: dict[str, tuple[torch.dtype, int]] = {
+    "F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2),
+    "BF16": (torch.bfloat16, 2), "I64": (torch.int64, 8), "I32": (torch.int32, 4),
+    "I16": (torch.int16, 2), "I8": (torch.int8, 1), "U8": (torch.uint8, 1),
+    "BOOL": (torch.bool, 1), "F8_E4M3": (torch.float8_e4m3fn, 1), "F8_E5M2": (torch.float8_e5m2, 1),
+    "U16": (torch.uint16, 2), "U32": (torch.uint32, 4), "U64": (torch.uint64, 8),
+}
+
+
+def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
+    """Return (tensor entries, __metadata__, data start) after checking them against the file size."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CorruptFileError(f"not a safetensors file: {size} bytes, shorter than the 8-byte header length",
+                                   path=path)
+        (n,) = struct.unpack("<Q", head)
+        if n > _MAX_HEADER or 8 + n > size:
+            raise CorruptFileError(f"truncated or not safetensors: header claims {n} bytes but the file has "
+                                   f"{size}; re-download or re-save the file", path=path)
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"corrupt safetensors header (not JSON: {exc})", path=path) from None
+    if not isinstance(header, dict):
+        raise CorruptFileError("corrupt safetensors header: expected a JSON object", path=path)
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise CorruptFileError("corrupt safetensors header: __metadata__ must be an object", path=path)
+    _check_entries(path, header, size - 8 - n)
+    return header, {str(k): str(v) for k, v in meta.items()}, 8 + n
+
+
+def _check_entries(path: Path, header: dict, data_size: int) -> None:
+    """Each entry must have a known dtype, a shape, and offsets that fit its bytes and the file."""
+    for name, e in header.items():
+        if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
+            got = e.get("dtype") if isinstance(e, dict) else e
+            raise CorruptFileError(f"tensor {name!r} has an unknown dtype {got!r}", path=path)
+        shape, offs = e.get("shape"), e.get("data_offsets")
+        if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) and o >= 0 for o in offs)):
+            raise CorruptFileError(f"tensor {name!r} has a malformed shape or data_offsets", path=path)
+        begin, end = offs
+        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[e["dtype"]][1]
+        if end - begin != expected:
+            raise CorruptFileError(f"tensor {name!r} spans {end - begin} bytes but shape {shape} "
+                                   f"{e['dtype']} needs {expected}", path=path)
+        if end > data_size:
+            raise CorruptFileError(f"truncated: tensor {name!r} needs bytes {begin}..{end} of the data "
+                                   f"section but the file holds {data_size}; re-download the file",
+                                   path=path)
+
+
+class SafetensorsReader:
+    """One or several `.safetensors` files read as one checkpoint (shards included)."""
+
+    format = "safetensors"
+
+    def __init__(self, files: list[Path], *, expected: dict[str, str] | None = None) -> None:
+        """Open `files`; `expected` (tensor -> file name, from a shard index) is checked."""
+        self.files = list(files)
+        self._infos: dict[str, TensorInfo] = {}
+        self._where: dict[str, tuple[Path, int, int]] = {}
+        meta: dict[str, str] = {}
+        for path in self.files:
+            header, file_meta, start = read_header(path)
+            meta.update(file_meta)
+            for name, e in header.items():
+                if name in self._infos:
+                    raise CorruptFileError(f"tensor {name!r} appears in both {self._infos[name].file.name} "
+                                           f"and {path.name}", path=path)
+                begin, end = e["data_offsets"]
+                self._infos[name] = TensorInfo(name, tuple(e["shape"]), e["dtype"], path, end - begin)
+                self._where[name] = (path, start + begin, end - begin)
+        self._infos = dict(sorted(self._infos.items(), key=lambda kv: (str(kv[1].file), self._where[kv[0]][1])))
+        if expected:
+            self._check_index(expected)
+        self.metadata = ReaderMetadata("safetensors", {"header_metadata": meta})
+        self._fds: dict[Path, int] = {}
+
+    def _check_index(self, expected: dict[str, str]) -> None:
+        """Every tensor the index names must be in the shard it names."""
+        for name, shard in expected.items():
+            info = self._infos.get(name)
+            if info is None or info.file.name != Path(shard).name:
+                raise CorruptFileError(f"the shard index says tensor {name!r} is in {shard}, but "
+                                       f"{'it is not in any shard' if info is None else 'it is in ' + info.file.name}",
+                                       path=self.files[0].parent / "model.safetensors.index.json")
+
+    def infos(self) -> dict[str, TensorInfo]:
+        return self._infos
+
+    def read(self, name: str) -> torch.Tensor:
+        """Read one tensor's bytes into a new buffer and view them with the stored dtype."""
+        try:
+            path, offset, nbytes = self._where[name]
+        except KeyError:
+            raise TensorNotFoundError(name, self._infos, path=self.files[0]) from None
+        info = self._infos[name]
+        buf = np.empty(nbytes, dtype=np.uint8)
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        pread_into(fd, buf, offset, path)
+        dtype = DTYPES[info.dtype][0]
+        if nbytes == 0:
+            return torch.empty(info.shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(info.shape)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def pread_into(fd: int, buf: np.ndarray, offset: int, path: Path) -> None:
+    """Fill `buf` from `fd` at `offset`; a short read means the file changed or was truncated."""
+    view = memoryview(buf).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise CorruptFileError(f"truncated: expected {len(view)} bytes at offset {offset}, got {done}",
+                                   path=path)
+        done += n
