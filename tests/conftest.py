@@ -35,3 +35,39 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     """(directory, state dict) of a 3-layer tiny Llama in HF layout."""
     state, config = tiny_llama_state()
     return write_hf_dir(tmp_path_factory.mktemp("tiny_llama"), state, config), state
+
+
+def cache_dir() -> Path:
+    """Where expensive deterministic fixtures live between runs (PROVENANCE_TEST_CACHE to move it)."""
+    import os
+
+    root = Path(os.environ.get("PROVENANCE_TEST_CACHE", Path.home() / ".cache" / "provenance-tests"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf() -> Path:
+    """SmolLM2-135M-Instruct dequantized from its GGUF by *transformers* (an independent reader),
+    saved once as an HF directory (fp32 safetensors + config) and reused by later runs."""
+    from tests.real_models import SMOLLM2_GGUF, require
+
+    gguf = require(SMOLLM2_GGUF)
+    target = cache_dir() / "smollm2-135m-instruct-hf"
+    if not (target / "config.json").is_file():
+        import shutil
+
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        write_hf_dir(tmp, state, config)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target

@@ -86,7 +86,8 @@ def test_tiny_fp32_names_orientation_and_values(tmp_path: Path) -> None:
 
 def test_unknown_name_suggests_close_one(tmp_path: Path) -> None:
     path, _ = _linear_model(tmp_path)
-    with pytest.raises(TensorNotFoundError, match=r"no tensor named 'fc\.weigth'\. Did you mean 'fc\.weight'"):
+    hint = r"no tensor named 'fc\.weigth'\. Did you mean 'fc\.weight'"
+    with pytest.raises(TensorNotFoundError, match=hint):
         OnnxTensorReader(path).read("fc.weigth")
 
 
@@ -197,7 +198,8 @@ def test_missing_external_file(tmp_path: Path) -> None:
     path, _ = _linear_model(tmp_path, save_as_external_data=True, all_tensors_to_one_file=True,
                             location="weights.bin", size_threshold=0)
     (tmp_path / "weights.bin").unlink()
-    with pytest.raises(MissingFileError, match=r"external data file 'weights\.bin' for tensor .* not found") as err:
+    message = r"external data file 'weights\.bin' for tensor .* not found"
+    with pytest.raises(MissingFileError, match=message) as err:
         OnnxTensorReader(path)
     assert str(path) in str(err.value)
 
@@ -216,7 +218,8 @@ def test_truncated_real_file(tmp_path: Path) -> None:
     data = require(MINILM_INT8_ONNX).read_bytes()
     path = tmp_path / "cut.onnx"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptFileError, match=r"not a readable ONNX protobuf .*truncated or not an ONNX model") as err:
+    message = r"not a readable ONNX protobuf .*truncated or not an ONNX model"
+    with pytest.raises(CorruptFileError, match=message) as err:
         OnnxTensorReader(path)
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
 
@@ -284,13 +287,13 @@ def test_bge_small_ort_matmulinteger() -> None:
         "kept": 125, "bias": 72, "scope": 0, "original": 0, "collision": 0}
     assert not any(n.endswith(("_scale", "_zero_point", "_quantized")) for n in infos)
     # per-channel (q - zp) * scale, the scale running along the MatMul output axis
-    model = onnx.load(str(BGE_ONNX), load_external_data=False)
-    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
-              if t.name.startswith(infos["encoder.layer.0.intermediate.dense.weight"].original_name)}
     base = infos["encoder.layer.0.intermediate.dense.weight"].original_name
+    model = onnx.load(str(BGE_ONNX), load_external_data=False)
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name.startswith(base)}
     q, zp, scale = (stored[base + s] for s in ("_quantized", "_zero_point", "_scale"))
     expected = ((q.astype(np.float32) - zp.astype(np.float32)) * scale).T
-    assert torch.equal(reader.read("encoder.layer.0.intermediate.dense.weight"), torch.from_numpy(expected.copy()))
+    got = reader.read("encoder.layer.0.intermediate.dense.weight")
+    assert torch.equal(got, torch.from_numpy(expected.copy()))
 
 
 def test_reranker_bert_prefix_and_classifier() -> None:
@@ -298,7 +301,8 @@ def test_reranker_bert_prefix_and_classifier() -> None:
     infos = reader.infos()
     for layer in range(12):
         for linear in LINEARS:
-            assert infos[f"bert.encoder.layer.{layer}.{linear}.weight"].shape == SHAPES.get(linear, (384, 384))
+            info = infos[f"bert.encoder.layer.{layer}.{linear}.weight"]
+            assert info.shape == SHAPES.get(linear, (384, 384))
     assert infos["bert.pooler.dense.weight"].shape == (384, 384)
     assert infos["classifier.weight"].shape == (1, 384)
     assert infos["classifier.bias"].shape == (1,)

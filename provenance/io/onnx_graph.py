@@ -89,11 +89,13 @@ class GraphIndex:
         return index
 
     def _add_const(self, name: str, tensor: TensorProto) -> None:
+        """Record a stored constant with its dims and element type."""
         self.consts[name] = tensor
         self.shapes[name] = tuple(int(d) for d in tensor.dims)
         self.types[name] = int(tensor.data_type)
 
     def _try_fold(self, i: int, node: onnx.NodeProto) -> None:
+        """Mark node `i` as folded when all its inputs are constants and its output is inferable."""
         names = [n for n in node.input if n]
         if len(node.output) != 1 or not names or not all(n in self.types for n in names):
             return
@@ -196,17 +198,18 @@ def find_weights(index: GraphIndex) -> tuple[list[WeightSpec], dict[str, str]]:
 
 def _worth_exposing(name: str, shape: tuple[int, ...]) -> bool:
     """Weights have several elements; a 1-element one counts only under a parameter name."""
-    return _numel(shape) > 1 or (len(shape) > 0 and _numel(shape) == 1 and is_param_name(name))
+    return numel(shape) > 1 or (len(shape) > 0 and numel(shape) == 1 and is_param_name(name))
 
 
-def _numel(shape: tuple[int, ...]) -> int:
+def numel(shape: tuple[int, ...] | list[int]) -> int:
+    """Number of elements for a shape (1 for a scalar)."""
     return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
 def _plain_spec(index: GraphIndex, name: str) -> WeightSpec:
     """A stored float constant, or one computed from constants (Cast/Mul/DequantizeLinear ...)."""
     leaves = index.leaves(name)
-    main = max(leaves, key=lambda n: _numel(index.shapes[n]))
+    main = max(leaves, key=lambda n: numel(index.shapes[n]))
     quantized = name in index.folds and any(index.types[n] not in FLOAT_TYPES for n in leaves)
     return WeightSpec(value=name, base=name, shape=index.shapes[name],
                       dtype=DTYPE_NAMES.get(index.types[main], str(index.types[main])),
@@ -232,7 +235,7 @@ def _ort_spec(index: GraphIndex, name: str) -> WeightSpec | str:
 def _scale_axis(index: GraphIndex, name: str, shape: tuple[int, ...],
                 s_shape: tuple[int, ...]) -> int | None | str:
     """Axis a 1-D per-channel scale runs along (last for MatMul weights), None if it broadcasts."""
-    if _numel(s_shape) == 1:
+    if numel(s_shape) == 1:
         return None
     if len(s_shape) == len(shape) and len(shape) > 1:
         try:
@@ -306,7 +309,7 @@ def _bias_after(index: GraphIndex, node: onnx.NodeProto, n_out: int) -> str | No
                 if user.op_type == "Add" and len(user.input) == 2:
                     other = user.input[1 - slot]
                     if (other in index.types and other.endswith(".bias") and is_param_name(other)
-                            and _numel(index.shapes[other]) == n_out):
+                            and numel(index.shapes[other]) == n_out):
                         return other
                 elif user.op_type in _WALK_OPS:
                     nxt.append(user.output[0])

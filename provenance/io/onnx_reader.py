@@ -22,7 +22,8 @@ from provenance.errors import (CorruptFileError, MissingFileError, ProvenanceErr
                                TensorNotFoundError, UnknownFormatError, UnsafePathError)
 from provenance.io.base import ReaderMetadata, TensorInfo
 from provenance.io.onnx_graph import (DTYPE_NAMES, GraphIndex, WeightSpec, find_weights,
-                                      needs_transpose, recover_names, recovery_counts)
+                                      needs_transpose, numel, recover_names,
+                                      recovery_counts)
 
 _TORCH_DTYPES: dict[int, torch.dtype] = {
     TensorProto.FLOAT: torch.float32, TensorProto.UINT8: torch.uint8, TensorProto.INT8: torch.int8,
@@ -71,6 +72,7 @@ class OnnxTensorReader:
     format = "onnx"
 
     def __init__(self, path: Path) -> None:
+        """Parse the graph and check every stored tensor; no weight data is decoded yet."""
         self.path = Path(path)
         model = _load_model(self.path)
         self._index = GraphIndex.build(model.graph)
@@ -85,9 +87,10 @@ class OnnxTensorReader:
         self._closed = False
 
     def _info(self, name: str, plan: _Plan) -> TensorInfo:
+        """Shape in PyTorch order, storage dtype, and the file holding the largest source."""
         spec = plan.spec
         shape = spec.shape[::-1] if plan.transpose else spec.shape
-        main = max(spec.sources, key=lambda n: _numel(self._index.shapes[n]))
+        main = max(spec.sources, key=lambda n: numel(self._index.shapes[n]))
         ext = self._external.get(main)
         nbytes = sum(_nbytes(self._index.consts[s]) for s in spec.sources)
         return TensorInfo(name=name, shape=tuple(shape), dtype=spec.dtype,
@@ -119,9 +122,11 @@ class OnnxTensorReader:
         self._index = GraphIndex(outputs=set())
 
     def __enter__(self) -> OnnxTensorReader:
+        """Use as `with OnnxTensorReader(path) as reader:`."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close on leaving the block."""
         self.close()
 
     def _const(self, name: str) -> torch.Tensor:
@@ -150,21 +155,31 @@ class OnnxTensorReader:
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor | None, *, axis: int | None,
                out_dtype: torch.dtype, block_size: int = 0) -> torch.Tensor:
-    """(q - zp) * scale, per tensor, per `axis` (1-D scale) or per block (scale of q's rank)."""
+    """(q - zp) * scale, per tensor, per `axis` (1-D scale) or per block (scale of q's rank).
+
+    >>> dequantize(torch.tensor([[4, 8], [2, 6]], dtype=torch.int8), torch.tensor([0.5, 0.25]),
+    ...            torch.tensor([2, 2], dtype=torch.int8), axis=1, out_dtype=torch.float32)
+    tensor([[1.0000, 1.5000],
+            [0.0000, 1.0000]])
+    """
     x = q.to(torch.float32)
-    s = scale.to(torch.float32)
-    z = zp.to(torch.float32) if zp is not None else None
-    if s.numel() > 1 and s.dim() == 1 and x.dim() > 1 and axis is not None:
+    s = _align(scale.to(torch.float32), x, axis, block_size)
+    if zp is not None:
+        x = x - _align(zp.to(torch.float32), x, axis, block_size)
+    return (x * s).to(out_dtype)
+
+
+def _align(p: torch.Tensor, x: torch.Tensor, axis: int | None, block_size: int) -> torch.Tensor:
+    """Shape a scale or zero point to broadcast against `x` along `axis` (or per block)."""
+    if axis is None or p.numel() == 1:
+        return p
+    if p.dim() == 1 and x.dim() > 1:
         view = [1] * x.dim()
         view[axis] = -1
-        s = s.reshape(view)
-        z = z.reshape(view) if z is not None else None
-    elif block_size and s.dim() == x.dim() and axis is not None:
-        s = s.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis])
-        z = z.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis]) if z is not None else None
-    if z is not None:
-        x = x - z
-    return (x * s).to(out_dtype)
+        return p.reshape(view)
+    if block_size and p.dim() == x.dim():
+        return p.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis])
+    return p
 
 
 def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int) -> torch.Tensor:
@@ -227,14 +242,10 @@ def _model_facts(model: onnx.ModelProto, methods: list[str], skipped: dict[str, 
     }
 
 
-def _numel(shape: tuple[int, ...] | list[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-
-
 def _nbytes(tensor: TensorProto) -> int:
     """Stored bytes of a tensor: its dims times its element size (rounded up for 4-bit)."""
     size = _ITEMSIZE.get(tensor.data_type)
-    return int(np.ceil(_numel(list(tensor.dims)) * size)) if size is not None else 0
+    return int(np.ceil(numel(list(tensor.dims)) * size)) if size is not None else 0
 
 
 def _check_tensors(path: Path, consts: dict[str, TensorProto]) -> dict[str, _External]:
@@ -263,10 +274,10 @@ def _check_embedded(path: Path, name: str, tensor: TensorProto) -> None:
         return
     count = max(len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data),
                 len(tensor.double_data), len(tensor.uint64_data))
-    numel = _numel(dims)
-    want = numel * 2 if tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else numel
+    n = numel(dims)
+    want = n * 2 if tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128) else n
     if _ITEMSIZE[tensor.data_type] == 0.5:
-        want = (numel + 1) // 2
+        want = (n + 1) // 2
     if count != want:
         raise CorruptFileError(f"tensor {name!r} holds {count} values, but dims {dims} need {want}; "
                                "the file is corrupt, re-export it", path=path)
@@ -291,7 +302,8 @@ def _external_span(path: Path, name: str, tensor: TensorProto) -> _External:
         length = int(info.get("length", _nbytes(tensor)))
     except ValueError:
         raise CorruptFileError(f"tensor {name!r} has a non-integer external offset/length "
-                               f"{info.get('offset')!r}/{info.get('length')!r}; re-export it", path=path) from None
+                               f"{info.get('offset')!r}/{info.get('length')!r}; re-export it",
+                               path=path) from None
     expected, size = _nbytes(tensor), target.stat().st_size
     if length != expected or offset < 0 or offset + length > size:
         raise CorruptFileError(f"tensor {name!r} needs {expected} bytes but its external data says "
@@ -311,6 +323,10 @@ def _to_torch(name: str, tensor: TensorProto, ext: _External | None, path: Path)
         with open(ext.file, "rb") as f:
             f.seek(ext.offset)
             data = f.read(ext.length)
+        if len(data) != ext.length:
+            raise CorruptFileError(f"external data for tensor {name!r} ended after {len(data)} of "
+                                   f"{ext.length} bytes in {ext.file}; the file changed or is "
+                                   "truncated, re-export it", path=path)
     elif tensor.HasField("raw_data"):
         data = tensor.raw_data
     else:
