@@ -77,11 +77,15 @@ def test_renamed_smollm2_maps_back_to_the_same_roles(smollm2_hf, tmp_path):
 
 
 def test_shuffled_names_keep_shape_determined_roles(smollm2_hf, tmp_path):
-    """With names shuffled inside each layer, shape still pins k/v vs q/o, the MLP and the norms."""
+    """With names shuffled inside each layer, shapes pin k/v, the MLP and the norms, and the weights'
+    head structure tells q from o; k/v, gate/up and norm1/norm2 stay order-based (and say so)."""
     mapping = _renamed_copy(smollm2_hf, tmp_path / "shuffled", shuffle=True)
     with open_model(tmp_path / "shuffled") as m:
         got = {s.tensor: role for role, s in m.roles.roles.items()}
-    groups = {"attn.k": "kv", "attn.v": "kv", "attn.q": "qo", "attn.o": "qo", "mlp.gate": "gu", "mlp.up": "gu",
+        notes = m.roles.notes
+    assert any("attn.q/attn.o swapped back by head structure" in n for n in notes)
+    assert any("attn.k/attn.v have the same shape and uninformative names" in n for n in notes)
+    groups = {"attn.k": "kv", "attn.v": "kv", "attn.q": "q", "attn.o": "o", "mlp.gate": "gu", "mlp.up": "gu",
               "mlp.down": "down", "norm1": "norm", "norm2": "norm", "embed": "embed", "final_norm": "final"}
 
     def group(role: str) -> str:

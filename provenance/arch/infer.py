@@ -42,7 +42,7 @@ def _tokens(name: str) -> set[str]:
     return set(parts) | {"_".join(parts[i:i + 2]) for i in range(len(parts) - 1)}
 
 
-def _hint_score(name: str, key: str) -> int:
+def hint_score(name: str, key: str) -> int:
     toks = _tokens(name)
     return sum(1 for h in HINTS.get(key, ()) if h in toks)
 
@@ -51,9 +51,9 @@ def _assign(names: list[str], keys: list[str], notes: list[str], where: str) -> 
     """Give each of `keys` one of `names` (same shape): best hint agreement, then file order."""
     keys = keys[:len(names)]
     best = max(permutations(names, len(keys)),
-               key=lambda perm: (sum(_hint_score(n, k) for n, k in zip(perm, keys)),
+               key=lambda perm: (sum(hint_score(n, k) for n, k in zip(perm, keys)),
                                  -sum(abs(names.index(n) - j) for j, n in enumerate(perm))))
-    if len(keys) > 1 and sum(_hint_score(n, k) for n, k in zip(best, keys)) == 0:
+    if len(keys) > 1 and sum(hint_score(n, k) for n, k in zip(best, keys)) == 0:
         notes.append(f"{where}: {'/'.join(keys)} have the same shape and uninformative names; told apart by "
                      "file order only")
     return dict(zip(keys, best))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from provenance.arch.refine import refine_q_o
 from provenance.arch.rolemap import Cut, RoleMap, RoleSource
 from provenance.arch.select import map_roles
 from provenance.errors import TensorNotFoundError
@@ -80,10 +81,17 @@ class CanonicalModel:
 
 
 def open_model(spec: str | os.PathLike[str]) -> CanonicalModel:
-    """Open a model spec and map its tensors to canonical roles (reads headers only)."""
+    """Open a model spec and map its tensors to canonical roles.
+
+    Reads headers only, except for checkpoints whose names had to be inferred: then the
+    attention Q/O weights are read to tell them apart (see `provenance.arch.refine`).
+    """
     ckpt = open_checkpoint(spec)
     try:
-        return CanonicalModel(ckpt, map_roles(ckpt.tensors, ckpt.config, ckpt.format))
+        roles = map_roles(ckpt.tensors, ckpt.config, ckpt.format)
+        if roles.inferred:  # anonymous names: let the weights settle what shapes cannot
+            roles = refine_q_o(roles, ckpt.reader.read)
+        return CanonicalModel(ckpt, roles)
     except BaseException:
         ckpt.close()
         raise
