@@ -1,0 +1,39 @@
+"""Device placement: CPU here; the `gpu`-marked tests run where CUDA exists (skipped otherwise)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from provenance.arch.view import open_model
+from provenance.errors import InvalidParameterError
+from provenance.io.convert import resolve_device, resolve_dtype
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_auto_device_and_dtype_names():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_dtype("bf16") is torch.bfloat16
+    with pytest.raises(InvalidParameterError, match=r"The 'dtype' parameter of resolve_dtype must be one of .* "
+                                                    r"Got 'int3' instead\."):
+        resolve_dtype("int3")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(InvalidParameterError, match=r"must be 'cpu' or 'auto' on a machine without CUDA"):
+        resolve_device("cuda")
+
+
+@pytest.mark.gpu
+@cuda
+def test_roles_stream_to_cuda_identically(tiny_llama):
+    folder, _ = tiny_llama
+    with open_model(folder) as m:
+        for role in ("embed", "layers.1.attn.q", "layers.2.mlp.down"):
+            cpu = m.tensor(role, dtype="float32")
+            gpu = m.tensor(role, device="cuda", dtype="float32")
+            assert gpu.device.type == "cuda"
+            assert torch.equal(gpu.cpu(), cpu)
+            assert torch.equal(m.tensor(role, device="cuda", dtype="bf16").float().cpu(), cpu.bfloat16().float())
