@@ -169,7 +169,7 @@ def _write_shard(path: Path, group: list[tuple[str, tuple[int, ...]]], pool: mem
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _write_all(fd, struct.pack("<Q", len(raw)) + raw)
-        for n, (name, s) in enumerate(group):
+        for name, s in group:
             start, left = (hash_name(name) * 4096) % half, 2 * _numel(s)
             while left:
                 chunk = min(left, half)
@@ -269,6 +269,8 @@ def child_main(kind: str, folder: Path) -> None:
 
 def drop_from_page_cache(folder: Path) -> str:
     """posix_fadvise(DONTNEED) every shard (no root needed); report how much `Cached` fell."""
+    if not hasattr(os, "posix_fadvise"):
+        return "NOT COLD: os.posix_fadvise is unavailable on this platform; the page cache was not dropped"
     before = _meminfo_mib("Cached")
     for path in shard_files(folder):
         fd = os.open(path, os.O_RDONLY)
@@ -332,15 +334,16 @@ def format_table(results: dict[str, list[dict[str, Any]]], stored: int) -> str:
     """Markdown table: best-of-N seconds, throughput on stored bytes, peak RSS, time relative to raw."""
     raw_best = min(r["seconds"] for r in results["raw"]) if results.get("raw") else None
     lines = ["| measurement | runs (s) | best s | GB/s (stored) | x raw time | CPU s | "
-             "RSS before MiB | peak RSS MiB |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "RSS before MiB | peak RSS MiB | peak - before MiB |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for kind, runs in results.items():
         best = min(runs, key=lambda r: r["seconds"])
         ratio = f"{best['seconds'] / raw_best:.2f}" if raw_best else "n/a"
         each = " / ".join(f"{r['seconds']:.2f}" for r in runs)
         lines.append(f"| {kind} | {each} | {best['seconds']:.2f} | "
                      f"{stored / best['seconds'] / GB:.2f} | {ratio} | {best['cpu_seconds']:.2f} | "
-                     f"{max(r['base_rss_mib'] for r in runs):.0f} | {max(r['peak_rss_mib'] for r in runs):.0f} |")
+                     f"{max(r['base_rss_mib'] for r in runs):.0f} | {max(r['peak_rss_mib'] for r in runs):.0f} | "
+                     f"{max(r['peak_rss_mib'] - r['base_rss_mib'] for r in runs):.0f} |")
     return "\n".join(lines)
 
 
@@ -398,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(format_table(results, stored))
     print(f"\nlargest tensor: {largest / MIB:.0f} MiB bf16 ({2 * largest / MIB:.0f} MiB as fp32); "
-          f"model: {stored / MIB:.0f} MiB. 'x raw time' = seconds / raw read seconds (1.00 = raw speed).")
+          f"model: {stored / MIB:.0f} MiB. 'x raw time' = seconds / raw read seconds (1.00 = raw speed);\n"
+          "'RSS before' is after imports, before the timed loop; peak RSS is the child's ru_maxrss.")
     if args.json:
         out = {"environment": environment(), "mode": mode, "repeats": args.repeats,
                "checkpoint": {"dir": str(folder), "stored_bytes": stored, "tensors": len(sizes),
