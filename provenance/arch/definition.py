@@ -53,7 +53,9 @@ class Definition:
     expert: tuple[Entry, ...]
     config_keys: dict[str, list[str]] = field(default_factory=dict)
     layout_defaults: dict[str, Any] = field(default_factory=dict)
+    layout_fixed: dict[str, Any] = field(default_factory=dict)
     norm: str = "pre"
+    extends: str | None = None
     description: str = ""
     file: Path | None = None
 
@@ -108,6 +110,8 @@ def parse_definition(data: dict[str, Any], *, where: str, base: Definition | Non
         expert=section("expert_tensors", base.expert if base else ()),
         config_keys={**(base.config_keys if base else {}), **data.get("config_keys", {})},
         layout_defaults={**(base.layout_defaults if base else {}), **data.get("layout_defaults", {})},
+        layout_fixed=dict(data.get("layout_fixed", {})),  # a variant's own fact: not inherited
+        extends=data.get("extends"),
         norm=data.get("norm", base.norm if base else "pre"),
         description=data.get("description", ""), file=None,
     )

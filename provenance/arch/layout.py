@@ -69,8 +69,9 @@ class Layout:
 
 
 def layout_from_config(config: dict[str, Any], *, keys: dict[str, list[str]] | None = None,
-                       defaults: dict[str, Any] | None = None) -> Layout:
-    """Read a Layout from `config`; a definition may add keys and defaults (e.g. GPT-2's 4*hidden)."""
+                       defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> Layout:
+    """Read a Layout from `config`; a definition may add keys, defaults (GPT-2's 4*hidden) and
+    fixed values its modeling code uses whatever the config says (Falcon-7B's single kv head)."""
     cfg = _flatten_text_config(config)
     found: dict[str, int | None] = {}
     for field, names in CONFIG_KEYS.items():
@@ -78,8 +79,9 @@ def layout_from_config(config: dict[str, Any], *, keys: dict[str, list[str]] | N
         found[field] = next((int(cfg[n]) for n in names if isinstance(cfg.get(n), (int, float))
                              and not isinstance(cfg.get(n), bool)), None)
     partial = Layout(**found)
-    for field, expr in (defaults or {}).items():
-        if found.get(field) is None:
+    steps = [(f, e, False) for f, e in (defaults or {}).items()] + [(f, e, True) for f, e in (fixed or {}).items()]
+    for field, expr, pinned in steps:
+        if found.get(field) is None or pinned:
             try:
                 found[field] = partial.value(expr)
             except KeyError:

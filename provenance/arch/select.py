@@ -51,13 +51,11 @@ def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) ->
         if rm.roles and rm.coverage(n_float) >= MIN_NAME_COVERAGE:
             rm.how = f"definition {defn.name!r} selected by {what}"
             return complete_roles(rm, infos)
-    best: RoleMap | None = None
-    for defn in defs.values():
-        if defn.match.get("format") not in (None, fmt):
-            continue
-        rm = apply_definition(defn, infos, _layout(defn, config, infos))
-        if best is None or rm.coverage(n_float) > best.coverage(n_float):
-            best = rm
+    tried = [apply_definition(d, infos, _layout(d, config, infos))
+             for d in defs.values() if d.match.get("format") in (None, fmt)]
+    # most weights claimed, then fewest roles missing, then the most general definition, then by name
+    best = min(tried, key=lambda rm: (-rm.coverage(n_float), len(rm.missing), _depth(defs, rm.definition),
+                                      rm.definition or ""), default=None)
     if best is not None and best.coverage(n_float) >= MIN_NAME_COVERAGE:
         best.how = (f"definition {best.definition!r} matched by tensor names "
                     f"({best.coverage(n_float):.0%} of weights); {what} names no known definition")
@@ -68,8 +66,17 @@ def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) ->
 
 
 def _layout(defn: Definition, config: dict[str, Any], infos: dict[str, TensorInfo]) -> Layout:
-    layout = layout_from_config(config, keys=defn.config_keys, defaults=defn.layout_defaults)
+    layout = layout_from_config(config, keys=defn.config_keys, defaults=defn.layout_defaults,
+                                fixed=defn.layout_fixed)
     return layout if layout.hidden else layout_from_shapes(infos, layout)
+
+
+def _depth(defs: dict[str, Definition], name: str | None) -> int:
+    """How many `extends` links lead from this definition to a root (0 for llama, 1 for mistral)."""
+    depth = 0
+    while name is not None and defs[name].extends is not None and depth < 16:
+        name, depth = defs[name].extends, depth + 1
+    return depth
 
 
 def _arch_words(config: dict[str, Any], fmt: str) -> str:

@@ -48,7 +48,9 @@ _BUFFER_SUFFIXES = ("position_ids", "inv_freq", "attn.bias", "attn.masked_bias",
 
 def is_buffer(info: TensorInfo) -> bool:
     """Integer/bool tensors and well-known non-weight buffers (rotary inv_freq, causal masks)."""
-    return (info.dtype in _NON_FLOAT and not info.quantized) or info.name.endswith(_BUFFER_SUFFIXES)
+    name = info.name
+    return (info.dtype in _NON_FLOAT and not info.quantized) or any(
+        name == s or name.endswith("." + s) for s in _BUFFER_SUFFIXES)
 
 
 class TensorReader(Protocol):
