@@ -31,12 +31,29 @@ def detect_prefix(defn: Definition, names: set[str]) -> str:
     return votes.most_common(1)[0][0]
 
 
+def _headless_alias(defn: Definition, weights: set[str]) -> dict[str, str]:
+    """Name -> itself; but for a headless save (`LlamaModel`: 'layers.0...' where the templates say
+    'model.layers.0...') also expose each name under the templates' shared first component."""
+    alias = {n: n for n in weights}
+    firsts = {e.name.split(".", 1)[0] for e in defn.layer if "." in e.name}
+    if len(firsts) != 1 or not defn.layer:
+        return alias
+    wrapper = firsts.pop() + "."
+    probe = _pattern(defn.layer[0].name)
+    if any(probe.match(n) for n in weights) or not any(probe.match(wrapper + n) for n in weights):
+        return alias
+    alias.update({wrapper + n: n for n in weights if wrapper + n not in alias})
+    return alias
+
+
 class _Mapper:
     """State of one definition being applied; `run` returns the RoleMap."""
 
-    def __init__(self, defn: Definition, infos: dict[str, TensorInfo], layout: Layout) -> None:
-        self.defn, self.infos, self.layout = defn, infos, layout
-        self.names = {n for n, i in infos.items() if not is_buffer(i)}
+    def __init__(self, defn: Definition, infos: dict[str, TensorInfo], layout: Layout, tie: bool) -> None:
+        self.defn, self.infos, self.layout, self.tie = defn, infos, layout, tie
+        self.weights = {n for n, i in infos.items() if not is_buffer(i)}
+        self.alias = _headless_alias(defn, self.weights)  # name the templates see -> stored name
+        self.names = set(self.alias)
         self.prefix = detect_prefix(defn, self.names)
         self.roles: dict[str, RoleSource] = {}
         self.missing: list[str] = []
@@ -69,8 +86,8 @@ class _Mapper:
                                expert_role(i, e, entry.key))
         used = {s.tensor for s in self.roles.values()}
         return RoleMap(roles=self.roles, definition=self.defn.name, how="", layout=self.layout, layers=layers,
-                       unmapped=[n for n in self.infos if n in self.names and n not in used],
-                       ignored=[n for n in self.infos if n not in self.names], missing=self.missing,
+                       unmapped=[n for n in self.infos if n in self.weights and n not in used],
+                       ignored=[n for n in self.infos if n not in self.weights], missing=self.missing,
                        notes=self.notes)
 
     def expert_indices(self, i: int) -> list[int]:
@@ -82,13 +99,13 @@ class _Mapper:
     def place(self, entry: Entry, template: str, key: str, layer: int | None = None) -> None:
         name = self.resolve(template)
         if name is None:
-            if entry.tied and entry.tied in self.roles:
+            if entry.tied and self.tie and entry.tied in self.roles:
                 self.roles[key] = RoleSource(**{**self.roles[entry.tied].__dict__, "role": key,
                                                 "tied_to": entry.tied})
             elif not entry.optional:
                 self.missing.append(key)
             return
-        info = self.infos[name]
+        info = self.infos[self.alias[name]]
         if entry.experts:
             for e in range(info.shape[0]):
                 base = expert_role(layer if layer is not None else 0, e, entry.key.removeprefix("experts."))
@@ -147,6 +164,11 @@ class _Mapper:
         return out
 
 
-def apply_definition(defn: Definition, infos: dict[str, TensorInfo], layout: Layout) -> RoleMap:
-    """Map every tensor the definition names; the rest is reported as unmapped."""
-    return _Mapper(defn, infos, layout).run()
+def apply_definition(defn: Definition, infos: dict[str, TensorInfo], layout: Layout, *,
+                     tie: bool = True) -> RoleMap:
+    """Map every tensor the definition names; the rest is reported as unmapped.
+
+    `tie=False` (a config with tie_word_embeddings false) keeps an absent lm_head absent
+    instead of pointing it at the embedding.
+    """
+    return _Mapper(defn, infos, layout, tie).run()

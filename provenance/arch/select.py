@@ -47,11 +47,11 @@ def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) ->
                     key=lambda d: -matches(d, config, fmt))
     what = _arch_words(config, fmt)
     for defn in ranked:
-        rm = apply_definition(defn, infos, _layout(defn, config, infos))
+        rm = apply_definition(defn, infos, _layout(defn, config, infos), tie=_tied(config))
         if rm.roles and rm.coverage(n_float) >= MIN_NAME_COVERAGE:
             rm.how = f"definition {defn.name!r} selected by {what}"
             return complete_roles(rm, infos)
-    tried = [apply_definition(d, infos, _layout(d, config, infos))
+    tried = [apply_definition(d, infos, _layout(d, config, infos), tie=_tied(config))
              for d in defs.values() if d.match.get("format") in (None, fmt)]
     # most weights claimed, then fewest roles missing, then the most general definition, then by name
     best = min(tried, key=lambda rm: (-rm.coverage(n_float), len(rm.missing), _depth(defs, rm.definition),
@@ -69,6 +69,12 @@ def _layout(defn: Definition, config: dict[str, Any], infos: dict[str, TensorInf
     layout = layout_from_config(config, keys=defn.config_keys, defaults=defn.layout_defaults,
                                 fixed=defn.layout_fixed)
     return layout if layout.hidden else layout_from_shapes(infos, layout)
+
+
+def _tied(config: dict[str, Any]) -> bool:
+    """Whether an absent lm_head means 'shares the embedding' (HF's default unless the config says no)."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
 
 
 def _depth(defs: dict[str, Definition], name: str | None) -> int:
