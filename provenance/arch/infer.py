@@ -180,7 +180,7 @@ def complete_roles(rm: RoleMap, infos: dict[str, TensorInfo]) -> RoleMap:
     if not adopted:
         return rm
     rm.roles.update(adopted)
-    rm.__post_init__()
+    rm.sort_roles()
     claimed = {s.tensor for s in adopted.values()}
     rm.unmapped = [n for n in rm.unmapped if n not in claimed]
     rm.missing = [k for k in rm.missing if k not in adopted]

@@ -53,6 +53,10 @@ class RoleMap:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.sort_roles()
+
+    def sort_roles(self) -> None:
+        """Keep `roles` in reading order: globals, then layers by index and data flow."""
         self.roles = dict(sorted(self.roles.items(), key=lambda kv: role_sort_key(kv[0])))
 
     @property
