@@ -51,6 +51,7 @@ class RoleMap:
     ignored: list[str] = field(default_factory=list)  # buffers (position ids, masks, int tensors)
     missing: list[str] = field(default_factory=list)  # required roles the definition expected
     notes: list[str] = field(default_factory=list)
+    norm: str = "pre"  # pre: norm1/norm2 feed attention/MLP; post (BERT): they follow them
 
     def __post_init__(self) -> None:
         self.sort_roles()

@@ -50,6 +50,7 @@ def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) ->
         rm = apply_definition(defn, infos, _layout(defn, config, infos), tie=_tied(config))
         if rm.roles and rm.coverage(n_float) >= MIN_NAME_COVERAGE:
             rm.how = f"definition {defn.name!r} selected by {what}"
+            rm.norm = defn.norm
             return complete_roles(rm, infos)
     tried = [apply_definition(d, infos, _layout(d, config, infos), tie=_tied(config))
              for d in defs.values() if d.match.get("format") in (None, fmt)]
@@ -57,6 +58,7 @@ def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) ->
     best = min(tried, key=lambda rm: (-rm.coverage(n_float), len(rm.missing), _depth(defs, rm.definition),
                                       rm.definition or ""), default=None)
     if best is not None and best.coverage(n_float) >= MIN_NAME_COVERAGE:
+        best.norm = defs[best.definition].norm if best.definition else "pre"
         best.how = (f"definition {best.definition!r} matched by tensor names "
                     f"({best.coverage(n_float):.0%} of weights); {what} names no known definition")
         return complete_roles(best, infos)

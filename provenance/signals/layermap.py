@@ -1,0 +1,95 @@
+"""Layer x layer similarity of residual profiles, the layer map, and its permutation null.
+
+S[i, j] is the mean Spearman correlation, over the profiled roles both layers have, between
+base layer i and candidate layer j. Each candidate layer's best base layer gives the layer
+map, which finds dropped, duplicated, re-ordered or subset layers. The null model: under
+independence the pairing of matched residual dimensions carries no information about the
+layers, so we re-pair them at random (one permutation for all of the candidate's layers,
+keeping its within-model dependence) and recompute everything, matching included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from provenance.stats.ranks import empirical_p, standardized_ranks, z_from_null
+
+PERMUTATIONS = 200
+SIGNIFICANT_LAYER_P = 1e-3
+
+
+@dataclass
+class LayerMap:
+    """The layer map and the weight statistic with its null."""
+
+    similarity: np.ndarray  # [L_base, L_candidate]
+    base_layers: list[int]
+    candidate_layers: list[int]
+    pairs: list[tuple[int, int, float]]  # (base layer, candidate layer, similarity), significant only
+    best: list[tuple[int, int, float, float]]  # every candidate layer: (base, cand, sim, p)
+    statistic: float  # mean over candidate layers of the best similarity
+    z: float
+    p_value: float  # normal tail of the permutation null
+    p_exact: float  # (1 + #null >= T) / (1 + permutations)
+    null_mean: float
+    null_sd: float
+
+
+def _ranked(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = ~np.isnan(values).any(axis=-1)
+    ranks = standardized_ranks(np.nan_to_num(values))
+    ranks[~valid] = 0.0
+    return ranks, valid
+
+
+def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    """Mean over roles of Spearman(base layer i, candidate layer j); ranks [L, K, k], valid [L, K]."""
+    k = ra.shape[-1]
+    total = np.zeros((ra.shape[0], rb.shape[0]))
+    count = np.zeros_like(total)
+    for key in range(ra.shape[1]):
+        total += ra[:, key, :] @ rb[:, key, :].T / k
+        count += np.outer(va[:, key], vb[:, key])
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
+def match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int], *,
+                 seed: int = 0, permutations: int = PERMUTATIONS) -> LayerMap:
+    """Layer map and permutation p-value from two models' aligned profiles ([L, K, k] each)."""
+    ra, va = _ranked(values_a)
+    rb, vb = _ranked(values_b)
+    sim = similarity_matrix(ra, va, rb, vb)
+    best_i = sim.argmax(axis=0)
+    best = sim.max(axis=0)
+    statistic = float(best.mean()) if best.size else 0.0
+    rng = np.random.default_rng(seed)
+    null_stat = np.empty(permutations)
+    null_best = np.empty((permutations, len(layers_b)))
+    for p in range(permutations):
+        tau = rng.permutation(ra.shape[-1])
+        s = similarity_matrix(ra, va, rb[:, :, tau], vb)
+        null_best[p] = s.max(axis=0)
+        null_stat[p] = null_best[p].mean()
+    z, p_value = z_from_null(statistic, null_stat)
+    rows = []
+    for j, (i, s) in enumerate(zip(best_i, best)):
+        _, pj = z_from_null(float(s), null_best[:, j])
+        rows.append((layers_a[int(i)], layers_b[j], float(s), pj))
+    pairs = [(a, b, s) for a, b, s, pj in rows if pj < SIGNIFICANT_LAYER_P]
+    return LayerMap(sim, list(layers_a), list(layers_b), pairs, rows, statistic, z, p_value,
+                    empirical_p(statistic, null_stat), float(null_stat.mean()), float(null_stat.std(ddof=1)))
+
+
+def describe_map(lm: LayerMap) -> dict:
+    """Facts about the layer map: identity, subset, duplicates, order, dropped layers."""
+    mapped_a = [a for a, _, _ in lm.pairs]
+    n_a, n_b = len(lm.base_layers), len(lm.candidate_layers)
+    monotone = all(x <= y for x, y in zip(mapped_a, mapped_a[1:]))
+    dup = sorted({a for a in mapped_a if mapped_a.count(a) > 1})
+    identity = n_a == n_b == len(lm.pairs) and all(a == b for a, b, _ in lm.pairs)
+    return {"identity": identity, "matched": len(lm.pairs), "base_layers": n_a, "candidate_layers": n_b,
+            "order_preserved": monotone, "duplicated_base_layers": dup,
+            "unmatched_base_layers": sorted(set(lm.base_layers) - set(mapped_a)),
+            "unmatched_candidate_layers": sorted(set(lm.candidate_layers) - {b for _, b, _ in lm.pairs})}

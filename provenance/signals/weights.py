@@ -1,0 +1,104 @@
+"""The weight signal: align residual dims, stream profiles of both models, map layers, test.
+
+Reads each tensor once: both embeddings first (for the alignment), then every profiled
+role of the base, then of the candidate. Keeps only profiles and small sketches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from provenance.arch.view import CanonicalModel
+from provenance.signals.align import ResidualAlignment, align_residual
+from provenance.signals.direct import sketch_similarity
+from provenance.signals.layermap import LayerMap, describe_map, match_layers
+from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
+from provenance.signals.vocab import shared_token_pairs, token_strings
+
+MIN_SHARED_TOKENS = 64
+
+
+@dataclass
+class WeightEvidence:
+    """Everything the weight signal measured, as plain data."""
+
+    alignment: ResidualAlignment | None
+    layer_map: LayerMap | None
+    map_facts: dict
+    similarity: dict  # medians of direct / matched cosine and relative change over matched layers
+    comparable: int  # (layer, role) profiles present in both models
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _embedding_pairs(base: CanonicalModel, cand: CanonicalModel, notes: list[str]) -> tuple[list[int], list[int], str]:
+    rows_a = base.roles.roles["embed"].shape[0]
+    rows_b = cand.roles.roles["embed"].shape[0]
+    va, vb = token_strings(base.checkpoint), token_strings(cand.checkpoint)
+    if va is not None and vb is not None:
+        ia, ib = shared_token_pairs(va, vb, rows_a=rows_a, rows_b=rows_b)
+        if len(ia) >= MIN_SHARED_TOKENS:
+            return ia, ib, "token strings"
+        notes.append(f"only {len(ia)} token strings shared; embedding rows paired by id instead")
+    else:
+        notes.append("no tokenizer on " + ("either side" if va is None and vb is None else
+                                           "the base" if va is None else "the candidate")
+                     + ": embedding rows paired by token id")
+    n = min(rows_a, rows_b)
+    return list(range(n)), list(range(n)), "token ids"
+
+
+def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, seed: int,
+                 notes: list[str]) -> ResidualAlignment | None:
+    """Residual alignment from the two embeddings (None when either has no embedding)."""
+    if "embed" not in base.roles.roles or "embed" not in cand.roles.roles:
+        notes.append("no embedding in one model: residual dimensions cannot be aligned")
+        return None
+    ia, ib, how = _embedding_pairs(base, cand, notes)
+    ea = base.tensor("embed", device=device, dtype="float32")[ia].cpu().numpy()
+    eb = cand.tensor("embed", device=device, dtype="float32")[ib].cpu().numpy()
+    return align_residual(ea, eb, paired_by=how, seed=seed)
+
+
+def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
+    rows = []
+    for a, b, _ in lm.pairs:
+        for key in ("attn.q", "mlp.up"):
+            if (a, key) in pa.sketches and (b, key) in pb.sketches:
+                rows.append(sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, key)], seed=seed))
+
+    def med(name: str) -> float | None:
+        vals = [r[name] for r in rows if r[name] is not None]
+        return round(float(np.median(vals)), 6) if vals else None
+
+    return {"direct_cosine": med("direct"), "matched_cosine": med("matched"), "relative_change": med("rel_change"),
+            "neurons_in_place": med("neurons_in_place"), "sketches_compared": len(rows)}
+
+
+def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str = "cpu", seed: int = 0,
+                    progress: Callable[[int], None] | None = None) -> WeightEvidence:
+    """Align, profile and test; never raises on shape mismatches — it reports what was comparable."""
+    notes: list[str] = []
+    al = align_models(base, cand, device=device, seed=seed, notes=notes)
+    if al is None or not base.roles.layers or not cand.roles.layers:
+        if al is not None:
+            notes.append("no transformer layers in one model: nothing to compare layer by layer")
+        return WeightEvidence(al, None, {}, {}, 0, notes=notes)
+
+    def reader(model: CanonicalModel) -> Callable:
+        return lambda role: model.tensor(role, device=device, dtype="float32")
+
+    pa = compute_profiles(reader(base), base.roles, al.dims_a, np.ones_like(al.signs), progress=progress)
+    pb = compute_profiles(reader(cand), cand.roles, al.dims_b, al.signs, progress=progress)
+    valid_a = ~np.isnan(pa.values).any(axis=-1)
+    valid_b = ~np.isnan(pb.values).any(axis=-1)
+    comparable = int(sum(1 for k in range(len(PROFILE_KEYS)) if valid_a[:, k].any() and valid_b[:, k].any()))
+    problems = [f"base {p}" for p in pa.problems] + [f"candidate {p}" for p in pb.problems]
+    if comparable == 0:
+        notes.append("no profiled role (q/k/v/o, MLP) is present and finite in both models")
+        return WeightEvidence(al, None, {}, {}, 0, problems, notes)
+    lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed)
+    return WeightEvidence(al, lm, describe_map(lm), _similarities(pa, pb, lm, seed), comparable, problems, notes)

@@ -1,0 +1,1 @@
+"""Null models and p-values: rank statistics, permutation nulls, combination of dependent p-values."""
