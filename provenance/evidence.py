@@ -1,0 +1,133 @@
+"""Evidence items and the verdict: what each signal found, and what they add up to.
+
+Only the weight signal can make a verdict `derived` or `identical`; matching configs or
+architecture names are reported but never decide (anyone can copy a config).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from provenance.signals.weights import WeightEvidence
+
+DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
+MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach this
+INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
+NULL_EFFECT = 0.15
+IDENTICAL_COSINE = 0.9999
+EXACT_CHANGE = 1e-5
+
+
+@dataclass
+class Evidence:
+    """One finding: a statistic with its meaning under independence, where it sits, in words."""
+
+    signal: str  # weights | tokenizer | activations | config
+    statistic: float | None
+    p_value: float | None
+    finding: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    label: str  # identical | derived | independent | inconclusive
+    relation: str | None
+    confidence: float
+    p_value: float | None
+    explanation: str
+
+
+def _relations(w: WeightEvidence, shapes: dict[str, Any], cosine: float | None, change: float | None) -> list[str]:
+    """Every relation the measurements support, most telling first."""
+    facts, al, sim, out = w.map_facts, w.alignment, w.similarity, []
+    if facts.get("duplicated_base_layers"):
+        out.append("depth up-scaled (duplicated layers)")
+    if facts.get("unmatched_base_layers") and facts["candidate_layers"] < facts["base_layers"]:
+        out.append("layer subset / dropped layers")
+    if facts.get("unmatched_candidate_layers") and facts["candidate_layers"] > facts["base_layers"]:
+        out.append("layers added")
+    if not facts.get("order_preserved", True):
+        out.append("layers re-ordered")
+    if shapes["hidden"][0] != shapes["hidden"][1] or shapes["intermediate"][0] != shapes["intermediate"][1]:
+        out.append("width pruned or grown")
+    if shapes["vocab"][0] != shapes["vocab"][1]:
+        out.append("vocabulary changed")
+    if al is not None and not al.is_identity:
+        out.append("residual dimensions permuted")
+    if sim.get("neurons_in_place") is not None and sim["neurons_in_place"] < 0.5:
+        out.append("neurons/heads permuted")
+    if al is not None and abs(math.log(max(al.scale, 1e-12))) > 0.01:
+        out.append(f"rescaled (embedding scale x{al.scale:.2f})")
+    if shapes["renamed"]:
+        out.append("tensors renamed")
+    if cosine is not None and cosine < 0.85:
+        out.append(f"merged with another model or heavily modified (weights agree at cosine {cosine:.2f})")
+    elif change is not None and change > EXACT_CHANGE and not shapes["quantized"]:
+        out.append(f"fine-tune, continued pretraining or perturbation (weights moved {change:.1%})")
+    return out
+
+
+def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
+    """Verdict from the weight evidence; `shapes` holds (base, candidate) pairs and flags."""
+    if w is None or w.layer_map is None or w.comparable < 2 or len(w.layer_map.candidate_layers) < 2:
+        why = "; ".join(w.notes) if w is not None and w.notes else "too few comparable tensors"
+        return Verdict("inconclusive", None, 0.0, None, f"The weights could not be compared: {why}.")
+    lm = w.layer_map
+    sim = w.similarity
+    cosine = sim.get("matched_cosine")
+    change = sim.get("relative_change")
+    if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
+        relations = _relations(w, shapes, cosine, change)
+        structural = [r for r in relations if not r.startswith("tensors renamed")]
+        same = (w.map_facts.get("identity") and not structural and (w.alignment is None or w.alignment.is_identity)
+                and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
+        if same and (shapes["quantized"] or shapes["dtypes_differ"] or (change or 0) <= EXACT_CHANGE):
+            kind = ("quantized copy" if shapes["quantized"] else "dtype or format change" if shapes["dtypes_differ"]
+                    else "exact copy")
+            rel = ", ".join([kind] + relations)
+            return Verdict("identical", rel, 1.0 - lm.p_value, lm.p_value,
+                           f"Every layer matches its counterpart (weight cosine {sim.get('direct_cosine')}); the "
+                           f"differences are within {kind.split(' ')[0]} error.")
+        rel = ", ".join(relations) or "derived (modified weights)"
+        return Verdict("derived", rel, 1.0 - lm.p_value, lm.p_value,
+                       f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond "
+                       f"chance (mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± "
+                       f"{lm.null_sd:.3f} under independence, z = {lm.z:.1f}).")
+    if lm.p_value > INDEPENDENT_P or lm.statistic < NULL_EFFECT:
+        quiet = sum(1 for *_, p in lm.best if p > 0.01) / max(len(lm.best), 1)
+        return Verdict("independent", None, round(quiet, 6), lm.p_value,
+                       f"No candidate layer's weights track a base layer more than independent models do "
+                       f"(mean profile correlation {lm.statistic:.3f}, z = {lm.z:.1f}).")
+    return Verdict("inconclusive", None, 0.5, lm.p_value,
+                   f"The weights agree more than chance (z = {lm.z:.1f}) but not enough to call it derived "
+                   f"(mean profile correlation {lm.statistic:.3f}).")
+
+
+def weight_items(w: WeightEvidence) -> list[Evidence]:
+    """Evidence items of the weight signal: the layer test, the alignment, the magnitudes, problems."""
+    items: list[Evidence] = []
+    lm, al = w.layer_map, w.alignment
+    if lm is not None:
+        items.append(Evidence("weights", round(lm.statistic, 6), lm.p_value,
+                              f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers have residual "
+                              f"profiles matching a base layer (z = {lm.z:.1f} against re-paired dimensions).",
+                              {"test": "joint permutation of matched residual dimensions", "z": round(lm.z, 3),
+                               "p_exact_bound": lm.p_exact, "null_mean": round(lm.null_mean, 6),
+                               "null_sd": round(lm.null_sd, 6), "comparable_roles": w.comparable,
+                               "per_layer": [{"base": a, "candidate": b, "similarity": round(s, 6),
+                                              "p_value": p} for a, b, s, p in lm.best], **w.map_facts}))
+    if al is not None:
+        items.append(Evidence("weights", round(al.quality, 6), None,
+                              f"Residual dimensions aligned from {al.n_tokens} embedding rows paired by "
+                              f"{al.paired_by}: held-out median correlation {al.quality:.3f}"
+                              f"{' (identity map)' if al.is_identity else ''}.", al.summary()))
+    if w.similarity.get("sketches_compared"):
+        items.append(Evidence("weights", w.similarity.get("matched_cosine"), None,
+                              f"Matched layers' weights agree at cosine {w.similarity.get('matched_cosine')} "
+                              f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity)))
+    for problem in w.problems:
+        items.append(Evidence("weights", None, None, problem, {"kind": "bad tensor"}))
+    return items
