@@ -17,7 +17,9 @@ MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach t
 INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
 NULL_EFFECT = 0.15
 IDENTICAL_COSINE = 0.9999
-EXACT_CHANGE = 1e-5
+# Relative change that storage alone explains, by the coarser of the two dtypes.
+STORAGE_TOLERANCE = {"F64": 1e-5, "F32": 1e-5, "F16": 2e-3, "BF16": 1e-2, "F8_E4M3": 0.1, "F8_E5M2": 0.2}
+QUANTIZED_TOLERANCE = 0.3
 
 
 @dataclass
@@ -61,11 +63,15 @@ def _relations(w: WeightEvidence, shapes: dict[str, Any], cosine: float | None, 
         out.append("neurons/heads permuted")
     if al is not None and abs(math.log(max(al.scale, 1e-12))) > 0.01:
         out.append(f"rescaled (embedding scale x{al.scale:.2f})")
+    if (sim.get("max_abs_log_scale") or 0) > 0.02:
+        out.append(f"rescaled tensors (up to x{math.exp(sim['max_abs_log_scale']):.2f})")
+    if (sim.get("candidate_constant_norms") or 0) > 0.5 and (sim.get("base_constant_norms") or 0) < 0.5:
+        out.append("norm weights folded into the next matrices")
     if shapes["renamed"]:
         out.append("tensors renamed")
     if cosine is not None and cosine < 0.85:
         out.append(f"merged with another model or heavily modified (weights agree at cosine {cosine:.2f})")
-    elif change is not None and change > EXACT_CHANGE and not shapes["quantized"]:
+    elif change is not None and change > shapes["tolerance"]:
         out.append(f"fine-tune, continued pretraining or perturbation (weights moved {change:.1%})")
     return out
 
@@ -81,10 +87,9 @@ def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
     change = sim.get("relative_change")
     if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
         relations = _relations(w, shapes, cosine, change)
-        structural = [r for r in relations if not r.startswith("tensors renamed")]
-        same = (w.map_facts.get("identity") and not structural and (w.alignment is None or w.alignment.is_identity)
+        same = (w.map_facts.get("identity") and not relations and (w.alignment is None or w.alignment.is_identity)
                 and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
-        if same and (shapes["quantized"] or shapes["dtypes_differ"] or (change or 0) <= EXACT_CHANGE):
+        if same and (change or 0) <= shapes["tolerance"]:
             kind = ("quantized copy" if shapes["quantized"] else "dtype or format change" if shapes["dtypes_differ"]
                     else "exact copy")
             rel = ", ".join([kind] + relations)

@@ -34,5 +34,5 @@ def sketch_similarity(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> dict[st
     sa, sb = a[rows], b[match]
     scale = float(np.linalg.norm(sb) / np.linalg.norm(sa)) if np.linalg.norm(sa) > 0 else 1.0
     rel = float(np.linalg.norm(sb / scale - sa) / np.linalg.norm(sa)) if np.linalg.norm(sa) > 0 else None
-    return {"direct": direct, "matched": cosine(sa, sb), "rel_change": rel,
+    return {"direct": direct, "matched": cosine(sa, sb), "rel_change": rel, "scale": scale,
             "neurons_in_place": float(np.mean(match == rows)) if a.shape == b.shape else None}

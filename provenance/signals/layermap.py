@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from provenance.signals.profiles import PROFILE_KEYS
 from provenance.stats.ranks import empirical_p, standardized_ranks, z_from_null
 
 PERMUTATIONS = 200
+SWAPPABLE = tuple((PROFILE_KEYS.index(a), PROFILE_KEYS.index(b)) for a, b in (("attn.k", "attn.v"),
+                                                                               ("mlp.gate", "mlp.up")))
 SIGNIFICANT_LAYER_P = 1e-3
 
 
@@ -44,14 +47,30 @@ def _ranked(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranks, valid
 
 
-def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndarray) -> np.ndarray:
-    """Mean over roles of Spearman(base layer i, candidate layer j); ranks [L, K, k], valid [L, K]."""
+def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndarray,
+                      swappable: tuple[tuple[int, int], ...] = SWAPPABLE) -> np.ndarray:
+    """Mean over roles of Spearman(base layer i, candidate layer j); ranks [L, K, k], valid [L, K].
+
+    Same-shaped role pairs (k/v, gate/up) may be swapped in a checkpoint whose names had to be
+    inferred; each pair scores its better pairing (the null recomputes the same maximum).
+    """
     k = ra.shape[-1]
+
+    def s(x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+        return ra[:, x, :] @ rb[:, y, :].T / k, np.outer(va[:, x], vb[:, y]).astype(float)
+
     total = np.zeros((ra.shape[0], rb.shape[0]))
     count = np.zeros_like(total)
+    paired = {i for pair in swappable for i in pair}
     for key in range(ra.shape[1]):
-        total += ra[:, key, :] @ rb[:, key, :].T / k
-        count += np.outer(va[:, key], vb[:, key])
+        if key not in paired:
+            t, c = s(key, key)
+            total, count = total + t * c, count + c
+    for x, y in swappable:
+        (txx, cxx), (tyy, cyy), (txy, cxy), (tyx, cyx) = s(x, x), s(y, y), s(x, y), s(y, x)
+        straight, crossed = txx * cxx + tyy * cyy, txy * cxy + tyx * cyx
+        total += np.maximum(straight, crossed)
+        count += np.maximum(cxx + cyy, cxy + cyx)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 

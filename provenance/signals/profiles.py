@@ -24,7 +24,7 @@ INPUT_KEYS = ("attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up")
 OUTPUT_KEYS = ("attn.o", "mlp.down")
 PROFILE_KEYS = INPUT_KEYS + OUTPUT_KEYS
 SKETCH_DIMS = 96
-SKETCH_KEYS = ("attn.q", "mlp.up")  # enough for magnitudes; keeps a 7B sketch under ~100 MB
+SKETCH_KEYS = ("attn.q", "mlp.gate", "mlp.up")  # enough for magnitudes; a 7B sketch stays ~150 MB
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Profiles:
     sketches: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # [rows, SKETCH_DIMS]
     problems: list[str] = field(default_factory=list)  # NaN/Inf or all-zero tensors, skipped
     tensors: int = 0
+    constant_norms: float | None = None  # share of the feeding norms whose weights are all equal
 
 
 def feeding_norm(rm: RoleMap, layer: int, key: str) -> str | None:
@@ -97,4 +98,7 @@ def compute_profiles(read: Callable[[str], torch.Tensor], rm: RoleMap, dims: np.
             out.values[li, ki] = side.norm(dim=0).cpu().numpy()
             if key in SKETCH_KEYS:
                 out.sketches[(layer, key)] = side[:, sel].to(torch.float16).cpu().numpy()
+    read_norms = [g for g in norms.values() if g is not None]
+    if read_norms:
+        out.constant_norms = sum(1 for g in read_norms if bool((g == g[0]).all())) / len(read_norms)
     return out

@@ -19,6 +19,7 @@ from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
 from provenance.signals.vocab import shared_token_pairs, token_strings
 
 MIN_SHARED_TOKENS = 64
+SKETCH_PAIRS = (("attn.q", ("attn.q",)), ("mlp.up", ("mlp.up", "mlp.gate")))  # base key -> candidate keys
 
 
 @dataclass
@@ -66,16 +67,25 @@ def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, see
 def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
     rows = []
     for a, b, _ in lm.pairs:
-        for key in ("attn.q", "mlp.up"):
-            if (a, key) in pa.sketches and (b, key) in pb.sketches:
-                rows.append(sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, key)], seed=seed))
+        for key, alternatives in SKETCH_PAIRS:
+            if (a, key) not in pa.sketches:
+                continue
+            found = [sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, alt)], seed=seed)
+                     for alt in alternatives if (b, alt) in pb.sketches]
+            if found:  # gate/up may be swapped in a renamed checkpoint: take the better pairing
+                rows.append({**max(found, key=lambda r: r["matched"]), "key": key})
 
     def med(name: str) -> float | None:
         vals = [r[name] for r in rows if r[name] is not None]
         return round(float(np.median(vals)), 6) if vals else None
 
+    scales = [abs(np.log(r["scale"])) for r in rows if r["scale"] and r["scale"] > 0]
+    in_place = [np.median([r["neurons_in_place"] for r in rows if r["key"] == key and r["neurons_in_place"] is not None])
+                for key, _ in SKETCH_PAIRS if any(r["key"] == key and r["neurons_in_place"] is not None for r in rows)]
     return {"direct_cosine": med("direct"), "matched_cosine": med("matched"), "relative_change": med("rel_change"),
-            "neurons_in_place": med("neurons_in_place"), "sketches_compared": len(rows)}
+            "neurons_in_place": round(float(min(in_place)), 6) if in_place else None, "sketches_compared": len(rows),
+            "max_abs_log_scale": round(float(max(scales)), 6) if scales else None,
+            "base_constant_norms": pa.constant_norms, "candidate_constant_norms": pb.constant_norms}
 
 
 def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str = "cpu", seed: int = 0,
