@@ -18,7 +18,7 @@ import torch
 from provenance import __version__
 from provenance.arch.view import CanonicalModel, open_model
 from provenance.errors import InvalidParameterError
-from provenance.evidence import QUANTIZED_TOLERANCE, STORAGE_TOLERANCE, Evidence, Verdict, decide, weight_items
+from provenance.evidence import Evidence, Verdict, decide, storage_tolerance, weight_items
 from provenance.io.convert import resolve_device
 from provenance.signals.config import config_comparison, config_finding
 from provenance.signals.profiles import PROFILE_KEYS
@@ -102,8 +102,8 @@ def _shapes(a: CanonicalModel, b: CanonicalModel) -> dict[str, Any]:
     da = Counter(s.dtype for s in a.roles.roles.values()).most_common(1)
     db = Counter(s.dtype for s in b.roles.roles.values()).most_common(1)
     quantized = any(i.quantized for m in (a, b) for i in m.checkpoint.tensors.values())
-    tolerance = QUANTIZED_TOLERANCE if quantized else max(
-        STORAGE_TOLERANCE.get(d[0][0], QUANTIZED_TOLERANCE) if d else QUANTIZED_TOLERANCE for d in (da, db))
+    tolerance = sum(storage_tolerance({s.dtype for r, s in m.roles.roles.items() if r.startswith("layers.")})
+                    for m in (a, b))
     return {"hidden": (dim(a, "embed", 1), dim(b, "embed", 1)),
             "intermediate": (dim(a, "mlp.up", 0), dim(b, "mlp.up", 0)),
             "vocab": (dim(a, "embed", 0), dim(b, "embed", 0)), "renamed": bool(renamed), "quantized": quantized,

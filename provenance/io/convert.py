@@ -48,12 +48,32 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise InvalidParameterError("dtype", "resolve_dtype", f"one of {sorted(set(_DTYPES))}", dtype) from None
 
 
-def bf16_to_f32(t: torch.Tensor) -> torch.Tensor:
-    """Exact bf16 -> fp32 on the CPU through a 16-bit shift in numpy (no copy of the input)."""
+def bf16_to_f32(t: torch.Tensor, scratch: np.ndarray | None = None) -> torch.Tensor:
+    """Exact bf16 -> fp32 on the CPU through a 16-bit shift in numpy (no copy of the input).
+
+    With `scratch` (a float32 buffer at least as large) the result is written there and is a
+    view of it, so a stream of conversions takes no fresh pages from the kernel.
+    """
     u16 = t.contiguous().view(torch.int16).numpy().view(np.uint16)
-    out = np.empty(u16.shape, dtype=np.uint32)
+    if scratch is not None and scratch.size >= u16.size:
+        out = scratch[:u16.size].view(np.uint32).reshape(u16.shape)
+    else:
+        out = np.empty(u16.shape, dtype=np.uint32)
     np.left_shift(u16, 16, out=out, dtype=np.uint32)
     return torch.from_numpy(out.view(np.float32))
+
+
+def to_f32(t: torch.Tensor, scratch: np.ndarray | None = None) -> torch.Tensor:
+    """Any CPU float tensor as float32, converting into `scratch` when one is given."""
+    if t.dtype == torch.float32:
+        return t
+    if t.dtype == torch.bfloat16:
+        return bf16_to_f32(t, scratch)
+    if scratch is not None and scratch.size >= t.numel() and t.dtype in (torch.float16, torch.float64):
+        out = scratch[:t.numel()].reshape(tuple(t.shape))
+        np.copyto(out, t.contiguous().numpy(), casting="same_kind")
+        return torch.from_numpy(out)
+    return t.float()
 
 
 def place(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:

@@ -117,12 +117,20 @@ class SafetensorsReader:
 
     def read(self, name: str) -> torch.Tensor:
         """Read one tensor's bytes into a new buffer and view them with the stored dtype."""
+        return self.read_into(name, None)
+
+    def read_into(self, name: str, scratch: np.ndarray | None) -> torch.Tensor:
+        """Like `read`, but into the caller's uint8 `scratch` when it is large enough.
+
+        Streaming code reuses two such buffers, so no tensor costs fresh pages from the kernel;
+        the result is a view that is only valid until the buffer is reused.
+        """
         try:
             path, offset, nbytes = self._where[name]
         except KeyError:
             raise TensorNotFoundError(name, self._infos, path=self.files[0]) from None
         info = self._infos[name]
-        buf = np.empty(nbytes, dtype=np.uint8)
+        buf = scratch[:nbytes] if scratch is not None and scratch.size >= nbytes else np.empty(nbytes, np.uint8)
         fd = self._fds.get(path)
         if fd is None:
             fd = self._fds[path] = os.open(path, os.O_RDONLY)

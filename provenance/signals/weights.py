@@ -98,11 +98,8 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
             notes.append("no transformer layers in one model: nothing to compare layer by layer")
         return WeightEvidence(al, None, {}, {}, 0, notes=notes)
 
-    def reader(model: CanonicalModel) -> Callable:
-        return lambda role: model.tensor(role, device=device, dtype="float32")
-
-    pa = compute_profiles(reader(base), base.roles, al.dims_a, np.ones_like(al.signs), progress=progress)
-    pb = compute_profiles(reader(cand), cand.roles, al.dims_b, al.signs, progress=progress)
+    pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress)
+    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress)
     valid_a = ~np.isnan(pa.values).any(axis=-1)
     valid_b = ~np.isnan(pb.values).any(axis=-1)
     comparable = int(sum(1 for k in range(len(PROFILE_KEYS)) if valid_a[:, k].any() and valid_b[:, k].any()))

@@ -1,0 +1,126 @@
+"""`compare` on real pairs with public lineage, the JSON contract, the CLI and bad tensors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from provenance.compare import CompareOptions, compare
+from tests.real_models import BGE_ONNX, COLBERT_ONNX, MINILM_DIR, MINILM_INT8_ONNX, RERANKER_ONNX, SMOLLM2_GGUF, require
+
+OPTS = CompareOptions(hashes=False, device="cpu")
+
+
+def test_minilm_vs_its_int8_onnx_is_an_identical_quantized_copy():
+    r = compare(require(MINILM_DIR), require(MINILM_INT8_ONNX), OPTS)
+    assert (r.verdict.label, r.verdict.relation) == ("identical", "quantized copy")
+    assert r.verdict.p_value < 1e-6
+    assert [row[:2] for row in r.layer_map] == [[i, i] for i in range(6)]
+
+
+def test_bge_small_vs_colbert_small_is_a_fine_tune():
+    v = compare(require(BGE_ONNX), require(COLBERT_ONNX), OPTS).verdict
+    assert v.label == "derived" and v.p_value < 1e-6
+    assert "fine-tune" in v.relation
+
+
+def test_minilm_l6_keeps_every_second_layer_of_the_l12_reranker():
+    r = compare(require(RERANKER_ONNX), require(MINILM_DIR), OPTS)
+    assert r.verdict.label == "derived" and r.verdict.p_value < 1e-6
+    assert "layer subset" in r.verdict.relation
+    assert [row[:2] for row in r.layer_map] == [[0, 0], [2, 1], [4, 2], [6, 3], [8, 4], [10, 5]]
+    assert all(0.5 < row[2] <= 1.0 for row in r.layer_map)
+
+
+def test_smollm2_gguf_vs_its_dequantized_copy(smollm2_hf):
+    v = compare(require(SMOLLM2_GGUF), smollm2_hf, OPTS).verdict
+    assert (v.label, v.relation) == ("identical", "quantized copy")
+
+
+def test_models_of_different_width_and_lineage_are_independent(smollm2_hf):
+    r = compare(require(MINILM_DIR), smollm2_hf, OPTS)
+    assert r.verdict.label == "independent" and r.verdict.p_value > 0.01
+    assert r.layer_map == []
+    config = next(e for e in r.evidence if e.signal == "config")
+    assert set(config.details["differ"]) >= {"hidden", "layers", "vocab"}
+
+
+def test_json_contract(tiny_llama, tmp_path):
+    folder, _ = tiny_llama
+    data = compare(folder, folder, CompareOptions(device="cpu")).to_dict()
+    assert data["schema"] == "provenance.compare/1"
+    assert set(data) == {"schema", "base", "candidate", "verdict", "evidence", "layer_map", "environment"}
+    assert set(data["base"]) >= {"spec", "architecture", "parameters", "sha256"}
+    assert list(data["base"]["sha256"]) == ["model.safetensors", "config.json"]
+    assert data["verdict"]["label"] == "identical" and 0.0 <= data["verdict"]["confidence"] <= 1.0
+    assert {e["signal"] for e in data["evidence"]} == {"weights", "config"}
+    assert all({"statistic", "p_value", "finding", "details"} <= set(e) for e in data["evidence"])
+    assert data["layer_map"] == [[i, i, 1.0] for i in range(3)]
+    assert {"provenance", "torch", "device", "seed"} <= set(data["environment"])
+    json.dumps(data)  # plain JSON all the way down
+
+
+def test_nan_and_zero_tensors_are_reported_not_scored(tiny_llama, tmp_path):
+    folder, state = tiny_llama
+    bad = dict(state)
+    bad["model.layers.1.mlp.up_proj.weight"] = torch.full_like(state["model.layers.1.mlp.up_proj.weight"], float("nan"))
+    bad["model.layers.2.self_attn.k_proj.weight"] = torch.zeros_like(state["model.layers.2.self_attn.k_proj.weight"])
+    (tmp_path / "bad").mkdir()
+    save_file(bad, str(tmp_path / "bad" / "model.safetensors"))
+    (tmp_path / "bad" / "config.json").write_text((folder / "config.json").read_text())
+    r = compare(folder, tmp_path / "bad", OPTS)
+    findings = [e.finding for e in r.evidence if e.details.get("kind") == "bad tensor"]
+    assert findings == ["candidate layers.1.mlp.up: contains NaN or Inf values; not scored",
+                        "candidate layers.2.attn.k: all zeros; not scored"]
+    assert r.verdict.label == "derived"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "provenance", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
+    folder, _ = tiny_llama
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    proc = _cli("compare", str(folder), str(folder), "--json", str(out), "--md", str(md), "--fail-on", "derived")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.startswith("verdict     IDENTICAL — exact copy")
+    assert json.loads(out.read_text())["verdict"]["label"] == "identical"
+    assert md.read_text().startswith(f"# Provenance: {folder} vs {folder}")
+    assert _cli("compare", str(folder), str(folder), "--fail-on", "independent").returncode == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--signals", "tokenizer"], "The 'signals' parameter of compare must be a subset of ('weights', 'config') "
+                                 "('tokenizer' evidence is not implemented yet). Got 'tokenizer' instead."),
+    (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
+    (["--device", "tpu"], "The 'device' parameter of resolve_device must be"),
+])
+def test_cli_compare_bad_options_exit_2(tiny_llama, tmp_path, args, message):
+    folder, _ = tiny_llama
+    proc = _cli("compare", str(folder), str(folder), "--json", str(tmp_path / "x.json"), *args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"provenance: error: {message}")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_compare_missing_candidate_exit_2(tiny_llama, tmp_path):
+    proc = _cli("compare", str(tiny_llama[0]), str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"provenance: error: no such file or directory: {tmp_path / 'missing'}"
+
+
+def test_truncated_candidate_shard_exit_2(tiny_llama, tmp_path):
+    folder, _ = tiny_llama
+    data = (folder / "model.safetensors").read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "model.safetensors").write_bytes(data[: len(data) - 100])
+    proc = _cli("compare", str(folder), str(tmp_path / "cut"))
+    assert proc.returncode == 2
+    assert "model.safetensors: truncated: tensor" in proc.stderr
