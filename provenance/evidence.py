@@ -147,4 +147,8 @@ def weight_items(w: WeightEvidence) -> list[Evidence]:
                               f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity)))
     for problem in w.problems:
         items.append(Evidence("weights", None, None, problem, {"kind": "bad tensor"}))
+    if w.notes or any(w.only_in.values()):
+        missing = "; ".join(f"{k} only in the {side}" for side, ks in w.only_in.items() for k in ks)
+        items.append(Evidence("weights", None, None, "Not compared: " + "; ".join(filter(None, [missing] + w.notes))
+                              + ".", {"kind": "coverage", "only_in": w.only_in, "notes": w.notes}))
     return items

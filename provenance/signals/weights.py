@@ -30,8 +30,9 @@ class WeightEvidence:
     layer_map: LayerMap | None
     map_facts: dict
     similarity: dict  # medians of direct / matched cosine and relative change over matched layers
-    comparable: int  # (layer, role) profiles present in both models
+    comparable: int  # profiled role kinds present in both models
     problems: list[str] = field(default_factory=list)
+    only_in: dict[str, list[str]] = field(default_factory=dict)  # role kinds one model lacks
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,8 +105,14 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     valid_b = ~np.isnan(pb.values).any(axis=-1)
     comparable = int(sum(1 for k in range(len(PROFILE_KEYS)) if valid_a[:, k].any() and valid_b[:, k].any()))
     problems = [f"base {p}" for p in pa.problems] + [f"candidate {p}" for p in pb.problems]
+    only_in = {"base": [k for i, k in enumerate(PROFILE_KEYS) if valid_a[:, i].any() and not valid_b[:, i].any()],
+               "candidate": [k for i, k in enumerate(PROFILE_KEYS) if valid_b[:, i].any() and not valid_a[:, i].any()]}
+    extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
+    if extra:
+        notes.append(f"{len(extra)} roles exist in only one model (e.g. {', '.join(extra[:4])})")
     if comparable == 0:
         notes.append("no profiled role (q/k/v/o, MLP) is present and finite in both models")
-        return WeightEvidence(al, None, {}, {}, 0, problems, notes)
+        return WeightEvidence(al, None, {}, {}, 0, problems, only_in, notes)
     lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed)
-    return WeightEvidence(al, lm, describe_map(lm), _similarities(pa, pb, lm, seed), comparable, problems, notes)
+    return WeightEvidence(al, lm, describe_map(lm), _similarities(pa, pb, lm, seed), comparable, problems,
+                          only_in, notes)
