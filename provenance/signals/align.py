@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-MAX_TOKENS = 8192
+MAX_TOKENS = 4096  # 2048 to fit the matching, 2048 held out
 EXACT_ASSIGNMENT_MAX = 2048  # above this, argmax matching with greedy collision repair
 
 
@@ -81,7 +81,7 @@ def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed
         keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
         emb_a, emb_b = emb_a[keep], emb_b[keep]
         n = MAX_TOKENS
-    x, y = emb_a.astype(np.float64), emb_b.astype(np.float64)
+    x, y = emb_a.astype(np.float32, copy=False), emb_b.astype(np.float32, copy=False)
     fit, held = np.arange(0, n, 2), np.arange(1, n, 2)
     xf, yf = _standardize(x[fit]), _standardize(y[fit])
     corr = xf.T @ yf / max(len(fit), 1)  # [h_a, h_b]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from provenance.signals.profiles import PROFILE_KEYS
 from provenance.stats.ranks import empirical_p, standardized_ranks, z_from_null
@@ -40,9 +41,46 @@ class LayerMap:
     null_sd: float
 
 
+def monotone_assignment(sim: np.ndarray) -> np.ndarray:
+    """Base layer for each candidate layer, non-decreasing, maximising total similarity (DP).
+
+    Covers the usual edits — dropped layers (skips), duplicated layers (repeats) — without
+    the spurious re-orderings a per-layer argmax can pick between similar neighbours.
+
+    >>> monotone_assignment(np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.8], [0.1, 0.35, 0.1]])).tolist()
+    [0, 1, 1]
+    """
+    n_a, n_b = sim.shape
+    score = np.zeros((n_b, n_a))
+    back = np.zeros((n_b, n_a), dtype=np.int64)
+    score[0] = sim[:, 0]
+    for j in range(1, n_b):
+        best_prev = np.maximum.accumulate(score[j - 1])
+        arg_prev = np.array([int(np.argmax(score[j - 1][: i + 1])) for i in range(n_a)])
+        score[j] = sim[:, j] + best_prev
+        back[j] = arg_prev
+    out = np.zeros(n_b, dtype=np.int64)
+    out[-1] = int(np.argmax(score[-1]))
+    for j in range(n_b - 1, 0, -1):
+        out[j - 1] = back[j][out[j]]
+    return out
+
+
+REORDER_GAIN = 0.05  # argmax must beat the monotone map by this share to report re-ordered layers
+
+
+def assign_layers(sim: np.ndarray) -> np.ndarray:
+    """Monotone map unless a free per-layer argmax is clearly better (re-ordered layers)."""
+    free = sim.argmax(axis=0)
+    mono = monotone_assignment(sim)
+    cols = np.arange(sim.shape[1])
+    gain = sim[free, cols].sum() - sim[mono, cols].sum()
+    return free if gain > REORDER_GAIN * max(abs(sim[mono, cols].sum()), 1e-9) else mono
+
+
 def _ranked(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     valid = ~np.isnan(values).any(axis=-1)
-    ranks = standardized_ranks(np.nan_to_num(values))
+    ranks = standardized_ranks(np.nan_to_num(values)).astype(np.float32)
     ranks[~valid] = 0.0
     return ranks, valid
 
@@ -77,11 +115,17 @@ def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.nda
 def match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int], *,
                  seed: int = 0, permutations: int = PERMUTATIONS) -> LayerMap:
     """Layer map and permutation p-value from two models' aligned profiles ([L, K, k] each)."""
+    with threadpool_limits(1):  # thousands of tiny products: BLAS threads only add contention
+        return _match_layers(values_a, values_b, layers_a, layers_b, seed, permutations)
+
+
+def _match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int],
+                  seed: int, permutations: int) -> LayerMap:
     ra, va = _ranked(values_a)
     rb, vb = _ranked(values_b)
     sim = similarity_matrix(ra, va, rb, vb)
-    best_i = sim.argmax(axis=0)
-    best = sim.max(axis=0)
+    best_i = assign_layers(sim)
+    best = sim[best_i, np.arange(sim.shape[1])]
     statistic = float(best.mean()) if best.size else 0.0
     rng = np.random.default_rng(seed)
     null_stat = np.empty(permutations)

@@ -19,6 +19,7 @@ import torch
 
 from provenance.arch.rolemap import RoleMap
 from provenance.arch.view import CanonicalModel
+from provenance.io.convert import to_f32
 from provenance.signals.stream import RoleStream
 
 INPUT_KEYS = ("attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up")
@@ -52,12 +53,33 @@ def feeding_norm(rm: RoleMap, layer: int, key: str) -> str | None:
     return f"layers.{layer}.norm1" if key.startswith("attn.") else f"layers.{layer}.norm2"
 
 
+CHUNK_ELEMENTS = 1 << 18  # 1 MiB of float32: conversion and reduction stay in the CPU cache
+
+
 def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
-    """Sum of squares along the non-residual axis (einsum in numpy on the CPU: ~10x torch's dim-0 sum)."""
-    if w.device.type == "cpu":
+    """Sum of squares along `axis` in float32 (axis 0: per column, 1: per row).
+
+    On the CPU, half-precision input is widened block by block into a small reused buffer and
+    reduced with numpy's einsum (~10x torch's dim-0 sum), so no full float32 copy is written.
+    """
+    if w.device.type != "cpu":
+        w = w.float()
+        return (w * w).sum(dim=axis)
+    spec = "ij,ij->j" if axis == 0 else "ij,ij->i"
+    if w.dtype == torch.float32:
         x = w.numpy()
-        return torch.from_numpy(np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", x, x))
-    return (w * w).sum(dim=axis)
+        return torch.from_numpy(np.einsum(spec, x, x))
+    rows = max(1, CHUNK_ELEMENTS // max(w.shape[1], 1))
+    scratch = np.empty(rows * w.shape[1], np.float32)
+    parts = []
+    acc = np.zeros(w.shape[1], np.float32) if axis == 0 else None
+    for r0 in range(0, w.shape[0], rows):
+        blk = to_f32(w[r0:r0 + rows], scratch).numpy()
+        if acc is not None:
+            acc += np.einsum(spec, blk, blk)
+        else:
+            parts.append(np.einsum(spec, blk, blk))
+    return torch.from_numpy(acc if acc is not None else np.concatenate(parts))
 
 
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
@@ -69,10 +91,10 @@ def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: to
             prof = prof * g.abs()
         sketch = None
         if key in SKETCH_KEYS:
-            sketch = w[:, idx[sel]] * sgn[sel] * (g[sel] if g is not None else 1.0)
+            sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None else 1.0)
     else:
         prof = _norms_sq(w, 1).sqrt()[idx]
-        sketch = (w[idx[sel], :] * sgn[sel, None]).t() if key in SKETCH_KEYS else None
+        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in SKETCH_KEYS else None
     to_np = (lambda t: t.to(torch.float16).cpu().numpy().copy()) if sketch is not None else None
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
 

@@ -18,7 +18,11 @@ from provenance.io.convert import to_f32
 
 
 class RoleStream:
-    """Yields (role, float32 tensor) in order; each tensor is valid until the next one is yielded."""
+    """Yields (role, tensor) in order; each tensor is valid until the next one is yielded.
+
+    Tensors are float32, except on the CPU for roles stored whole (no fused split, transpose or
+    expert slice): those come in their stored float dtype, for consumers that widen in blocks.
+    """
 
     def __init__(self, model: CanonicalModel, device: str = "cpu") -> None:
         self.model = model
@@ -51,5 +55,8 @@ class RoleStream:
                 raw = pending.result() if pending is not None else None
                 pending = pool.submit(self._read, roles[k + 1], (k + 1) % 2) if k + 1 < len(roles) else None
                 src = self.model.roles.roles[role]
-                t = materialize(to_f32(raw, self._f32 if self._fast else None), src)
-                yield role, t
+                plain = src.expert_index is None and src.cut is None and not src.pre and not src.post
+                if plain and raw.dtype in (torch.bfloat16, torch.float16, torch.float32):
+                    yield role, raw
+                else:
+                    yield role, materialize(to_f32(raw, self._f32 if self._fast else None), src)

@@ -60,8 +60,8 @@ def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, see
         notes.append("no embedding in one model: residual dimensions cannot be aligned")
         return None
     ia, ib, how = _embedding_pairs(base, cand, notes)
-    ea = base.tensor("embed", device=device, dtype="float32")[ia].cpu().numpy()
-    eb = cand.tensor("embed", device=device, dtype="float32")[ib].cpu().numpy()
+    ea = base.tensor("embed", device=device)[ia].float().cpu().numpy()  # gather rows, then widen
+    eb = cand.tensor("embed", device=device)[ib].float().cpu().numpy()
     return align_residual(ea, eb, paired_by=how, seed=seed)
 
 
