@@ -64,31 +64,9 @@ def build_pair(workdir: Path, shape: LlamaShape) -> tuple[Path, Path]:
 
 def build_derived(workdir: Path, shape: LlamaShape) -> Path:
     """Same shards, names and pool offsets as the base, from a pool with noise added; cached by manifest."""
-    folder = workdir / f"llama-h{shape.hidden}-i{shape.intermediate}-l{shape.layers}-s{shape.shards}-derived"
-    want = {"shape": asdict(shape), "seed": bench_io.SEED, "noise": NOISE, "noise_seed": NOISE_SEED,
-            "format": DERIVED_FORMAT}
-    manifest = folder / bench_io.MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text()) == want:
-        print(f"reusing {folder}", flush=True)
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.safetensors"):
-        old.unlink()
-    manifest.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    pool = derived_pool(bench_io._value_pool())
-    groups = bench_io._split_shards(shape.tensors(), shape.shards)
-    weight_map: dict[str, str] = {}
-    for k, group in enumerate(groups, 1):
-        fname = f"model-{k:05d}-of-{len(groups):05d}.safetensors"
-        bench_io._write_shard(folder / fname, group, pool)
-        weight_map.update({name: fname for name, _ in group})
-    index = {"metadata": {"total_size": shape.nbytes()}, "weight_map": weight_map}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    (folder / "config.json").write_text(json.dumps(shape.config(), indent=2))
-    manifest.write_text(json.dumps(want))
-    print(f"built {folder} ({shape.nbytes() / GB:.2f} GB) in {time.perf_counter() - t0:.1f} s", flush=True)
-    return folder
+    recipe = {"noise": NOISE, "noise_seed": NOISE_SEED, "derived_format": DERIVED_FORMAT}
+    return bench_io.build_checkpoint(workdir, shape, suffix="-derived", recipe=recipe,
+                                     pool=lambda: derived_pool(bench_io._value_pool()))
 
 
 def derived_pool(base_pool: memoryview) -> memoryview:

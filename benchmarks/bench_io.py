@@ -106,10 +106,15 @@ def shape_for_size(size_gb: float, shards: int) -> LlamaShape:
         hidden, inter = hidden // 2, inter // 2
 
 
-def build_checkpoint(workdir: Path, shape: LlamaShape) -> Path:
-    """Write the checkpoint under `workdir` unless an identical one is already there."""
-    folder = workdir / f"llama-h{shape.hidden}-i{shape.intermediate}-l{shape.layers}-s{shape.shards}"
-    want = {"shape": asdict(shape), "seed": SEED, "format": 1}
+def build_checkpoint(workdir: Path, shape: LlamaShape, *, suffix: str = "",
+                     pool: Callable[[], memoryview] | None = None, recipe: dict | None = None) -> Path:
+    """Write the checkpoint under `workdir` unless an identical one is already there.
+
+    `suffix`, `pool` and `recipe` let another benchmark build a variant (e.g. a noised copy)
+    with the same writer and cache logic; `recipe` goes into the manifest that keys the cache.
+    """
+    folder = workdir / f"llama-h{shape.hidden}-i{shape.intermediate}-l{shape.layers}-s{shape.shards}{suffix}"
+    want = {"shape": asdict(shape), "seed": SEED, "format": 1, **(recipe or {})}
     manifest = folder / MANIFEST
     if manifest.is_file() and json.loads(manifest.read_text()) == want:
         print(f"reusing {folder}", flush=True)
@@ -119,12 +124,12 @@ def build_checkpoint(workdir: Path, shape: LlamaShape) -> Path:
         old.unlink()
     manifest.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    pool = _value_pool()
+    values = (pool or _value_pool)()
     groups = _split_shards(shape.tensors(), shape.shards)
     weight_map: dict[str, str] = {}
     for k, group in enumerate(groups, 1):
         fname = f"model-{k:05d}-of-{len(groups):05d}.safetensors"
-        _write_shard(folder / fname, group, pool)
+        _write_shard(folder / fname, group, values)
         weight_map.update({name: fname for name, _ in group})
     index = {"metadata": {"total_size": shape.nbytes()}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))

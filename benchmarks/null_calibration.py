@@ -35,7 +35,7 @@ def main() -> None:
         for a, b in [(smol, scratch[0]), (smol, scratch[1]), (scratch[0], scratch[1])]:
             rows.append(("smollm2-shape", a.name, b.name, compare(a, b, OPTS).verdict))
     p = np.array([v.p_value for *_, v in rows])
-    print(f"| pairs | derived/identical verdicts | p<0.001 | p<0.01 | p<0.05 | p<0.1 | min p | median p |")
+    print("| pairs | derived/identical verdicts | p<0.001 | p<0.01 | p<0.05 | p<0.1 | min p | median p |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     bad = sum(1 for *_, v in rows if v.label in ("derived", "identical"))
     shares = " | ".join(f"{np.mean(p < a):.3f}" for a in (0.001, 0.01, 0.05, 0.1))
