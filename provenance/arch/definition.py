@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from provenance.errors import DefinitionError, TensorNotFoundError
+from provenance.errors import DefinitionError
 
 SPLIT_LAYOUTS = ("concat", "heads_interleaved", "kv_groups")
 TRANSFORMS = ("transpose", "rope_unpermute:heads", "rope_unpermute:kv_heads")
@@ -149,10 +149,3 @@ def load_definitions() -> dict[str, Definition]:
         build(name)
     return parsed
 
-
-def get_definition(name: str) -> Definition:
-    """A definition by name, with a did-you-mean on typos."""
-    defs = load_definitions()
-    if name not in defs:
-        raise TensorNotFoundError(name, defs, what="architecture definition")
-    return defs[name]

@@ -60,8 +60,3 @@ def role_sort_key(role: str) -> tuple:
     late = role.startswith(("final_norm", "lm_head", "pooler"))
     return (2 if late else 0, 0, pos, 0, role)
 
-
-def layer_of(role: str) -> int | None:
-    """The layer index of a per-layer role, else None."""
-    m = LAYER_ROLE.match(role)
-    return int(m.group(1)) if m else None

@@ -55,10 +55,11 @@ def monotone_assignment(sim: np.ndarray) -> np.ndarray:
     back = np.zeros((n_b, n_a), dtype=np.int64)
     score[0] = sim[:, 0]
     for j in range(1, n_b):
-        best_prev = np.maximum.accumulate(score[j - 1])
-        arg_prev = np.array([int(np.argmax(score[j - 1][: i + 1])) for i in range(n_a)])
-        score[j] = sim[:, j] + best_prev
-        back[j] = arg_prev
+        prev, best = score[j - 1], 0
+        for i in range(n_a):  # back[j, i]: the best earlier-or-equal base layer for candidate layer j-1
+            best = i if prev[i] > prev[best] else best
+            back[j, i] = best
+        score[j] = sim[:, j] + prev[back[j]]
     out = np.zeros(n_b, dtype=np.int64)
     out[-1] = int(np.argmax(score[-1]))
     for j in range(n_b - 1, 0, -1):
