@@ -1,0 +1,112 @@
+"""`Vocabulary`: any tokenizer brought to one canonical form — the exact bytes of each id.
+
+Every reader (tokenizer.json, SentencePiece, tiktoken, vocab.txt, Tekken, GGUF, quicktok)
+returns this, so the same vocabulary shipped in two formats compares as identical.
+
+Canonical token bytes: byte-level BPE pieces are decoded through GPT-2's byte table;
+SentencePiece's "▁" becomes a space; byte-fallback pieces ``<0x0A>`` become that byte with
+kind ``byte``; a WordPiece piece that starts a word gets a leading space (as SentencePiece
+would write it) and a ``##`` continuation loses its prefix. Special and added tokens keep
+their text (UTF-8) and are compared apart from the ordinary vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+NORMAL, SPECIAL, ADDED, BYTE = "normal", "special", "added", "byte"
+KINDS = (NORMAL, SPECIAL, ADDED, BYTE)
+ORDINARY_KINDS = (NORMAL, BYTE)
+
+
+@dataclass
+class Vocabulary:
+    """A tokenizer in canonical form: token bytes and kind by id, ranked merges, rules, specials."""
+
+    source: str  # the file it was read from
+    format: str  # tokenizer.json | sentencepiece | tiktoken | vocab.txt | vocab.json | tekken | gguf | quicktok
+    model: str  # bpe | wordpiece | unigram (tiktoken files are rank-ordered bpe)
+    tokens: list[bytes | None]  # by id; None for ids the file leaves empty
+    kinds: list[str]  # by id, one of KINDS ('' where tokens[id] is None)
+    merges: list[tuple[bytes, bytes]] | None = None  # in rank order, as canonical bytes; None if not recorded
+    pretokenizer: str | None = None  # split pattern(s), as written
+    normalizer: str | None = None  # a short description of the normalizer
+    chat_template: str | None = None
+    specials_recorded: bool = True  # False for formats that do not carry special tokens (.tiktoken)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.kinds):
+            raise ValueError("tokens and kinds must have one entry per id")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def ordinary(self) -> dict[bytes, int]:
+        """Normal token bytes -> id (the lowest id where a vocabulary repeats a piece)."""
+        return _index(self, NORMAL)
+
+    def byte_fallback(self) -> dict[bytes, int]:
+        """Byte-fallback tokens (``<0x41>``): the byte -> id."""
+        return _index(self, BYTE)
+
+    def specials(self) -> dict[str, int]:
+        """Special and added token text -> id."""
+        out: dict[str, int] = {}
+        for i, (t, k) in enumerate(zip(self.tokens, self.kinds)):
+            if t is not None and k in (SPECIAL, ADDED):
+                out.setdefault(t.decode("utf-8", "replace"), i)
+        return out
+
+    def count(self, *kinds: str) -> int:
+        """How many ids hold a token of these kinds."""
+        return sum(1 for t, k in zip(self.tokens, self.kinds) if t is not None and k in kinds)
+
+    def digest(self) -> str:
+        """sha256 over (id, kind, bytes) of every token: equal digests mean the same vocabulary."""
+        h = hashlib.sha256()
+        for i, (t, k) in enumerate(zip(self.tokens, self.kinds)):
+            if t is not None:
+                h.update(f"{i}\x00{k}\x00{len(t)}\x00".encode())
+                h.update(t)
+        return h.hexdigest()
+
+    def merges_digest(self) -> str | None:
+        """sha256 over the ranked merges, or None where the format records none."""
+        if self.merges is None:
+            return None
+        h = hashlib.sha256()
+        for a, b in self.merges:
+            h.update(len(a).to_bytes(4, "little") + a + len(b).to_bytes(4, "little") + b)
+        return h.hexdigest()
+
+
+def _index(v: Vocabulary, kind: str) -> dict[bytes, int]:
+    out: dict[bytes, int] = {}
+    for i, (t, k) in enumerate(zip(v.tokens, v.kinds)):
+        if k == kind and t is not None and t not in out:
+            out[t] = i
+    return out
+
+
+def from_pairs(pairs: list[tuple[int, bytes, str]], **fields: object) -> Vocabulary:
+    """Build a Vocabulary from (id, bytes, kind) triples; later triples win on a repeated id."""
+    size = max((i for i, _, _ in pairs), default=-1) + 1
+    tokens: list[bytes | None] = [None] * size
+    kinds = [""] * size
+    for i, t, k in pairs:
+        tokens[i], kinds[i] = t, k
+    return Vocabulary(tokens=tokens, kinds=kinds, **fields)  # type: ignore[arg-type]
+
+
+def display(token: bytes) -> str:
+    """A readable, unambiguous rendering of token bytes (invalid UTF-8 shown as \\xNN).
+
+    >>> display(b" the"), display(b"\\xe4\\xb8"), display(b"a\\nb")
+    ("' the'", "b'\\\\xe4\\\\xb8'", "'a\\\\nb'")
+    """
+    try:
+        return repr(token.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(token)
