@@ -10,6 +10,7 @@ import os
 import platform
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,29 +19,44 @@ import torch
 from provenance import __version__
 from provenance.arch.view import CanonicalModel, open_model
 from provenance.errors import InvalidParameterError
-from provenance.evidence import Evidence, Verdict, decide, storage_tolerance, weight_items
+from provenance.evidence import (
+    Evidence,
+    Verdict,
+    decide,
+    storage_tolerance,
+    weight_items,
+)
+from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
 from provenance.signals.config import config_comparison, config_finding
 from provenance.signals.profiles import PROFILE_KEYS
+from provenance.signals.tokenizer import tokenizer_items, tokenizer_verdict
 from provenance.signals.weights import WeightEvidence, weight_evidence
+from provenance.vocab.compare import VocabComparison, compare_vocabularies
+from provenance.vocab.load import is_tokenizer_only, load_vocabulary, vocabulary_of
+from provenance.vocab.model import Vocabulary
+from provenance.vocab.token_map import shared_tokens
 
 SCHEMA = "provenance.compare/1"
-AVAILABLE_SIGNALS = ("weights", "config")
-PLANNED_SIGNALS = ("tokenizer", "activations")
+AVAILABLE_SIGNALS = ("weights", "tokenizer", "config")
+MODEL_SIGNALS = ("weights", "config")  # need weights on both sides
+PLANNED_SIGNALS = ("activations",)
 
 
 @dataclass(frozen=True)
 class CompareOptions:
     """Options of one comparison (CLI flags map onto these one to one)."""
 
-    signals: tuple[str, ...] = AVAILABLE_SIGNALS
+    signals: tuple[str, ...] | None = None  # None: every signal the two inputs allow
     device: str = "auto"
     seed: int = 0
     hashes: bool = True
     progress: bool = False
 
     def __post_init__(self) -> None:
-        for s in self.signals:
+        if self.signals is not None and not self.signals:
+            raise InvalidParameterError("signals", "compare", f"a non-empty subset of {AVAILABLE_SIGNALS}", "")
+        for s in self.signals or ():
             if s in PLANNED_SIGNALS:
                 raise InvalidParameterError("signals", "compare", f"a subset of {AVAILABLE_SIGNALS} "
                                             f"({s!r} evidence is not implemented yet)", s)
@@ -59,6 +75,7 @@ class CompareResult:
     layer_map: list[list[float]]
     environment: dict[str, Any]
     weights: WeightEvidence | None = field(default=None, repr=False)
+    tokenizer: VocabComparison | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (`provenance.compare/1`)."""
@@ -79,13 +96,13 @@ class CompareResult:
         return pd.DataFrame(self.layer_map, columns=["base_layer", "candidate_layer", "similarity"])
 
 
-def _model_info(m: CanonicalModel, hashes: bool) -> dict[str, Any]:
+def _model_info(m: CanonicalModel, hashes: bool, vocab: Vocabulary | None = None) -> dict[str, Any]:
     ck, rm = m.checkpoint, m.roles
     return {"spec": ck.spec, "path": str(ck.root), "format": ck.format,
             "architecture": ck.config.get("model_type"), "definition": rm.definition,
             "roles_inferred": rm.inferred, "layers": rm.num_layers, "parameters": ck.parameter_count(),
             "dtypes": dict(Counter(s.dtype for s in rm.roles.values()).most_common()),
-            "sha256": ck.sha256() if hashes else {}}
+            "tokenizer": _vocab_info(vocab), "sha256": ck.sha256() if hashes else {}}
 
 
 def _shapes(a: CanonicalModel, b: CanonicalModel) -> dict[str, Any]:
@@ -127,26 +144,89 @@ def _progress_bar(a: CanonicalModel, b: CanonicalModel, enabled: bool) -> Any:
 
 def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
             options: CompareOptions | None = None) -> CompareResult:
-    """Compare two model specs; returns a CompareResult (never prints, never writes files)."""
+    """Compare two specs (models, or tokenizers alone); returns a CompareResult (never prints or writes)."""
     opts = options or CompareOptions()
     device = resolve_device(opts.device)
+    alone = [str(s) for s in (base, candidate) if is_tokenizer_only(s)]
+    if alone:
+        needs_model = [s for s in opts.signals or () if s in MODEL_SIGNALS]
+        if needs_model:
+            raise InvalidParameterError("signals", "compare", "'tokenizer' when an input is a tokenizer without "
+                                        f"weights ({alone[0]})", ",".join(needs_model))
+        return _compare_tokenizers(base, candidate, opts, device)
+    signals = opts.signals or AVAILABLE_SIGNALS
     with open_model(base) as a, open_model(candidate) as b:
         evidence: list[Evidence] = []
+        va, vb, tok = None, None, None
+        if "tokenizer" in signals or "weights" in signals:
+            va, vb = vocabulary_of(a.checkpoint), vocabulary_of(b.checkpoint)
+        token_map = shared_tokens(va, vb) if va is not None and vb is not None else None
         w = None
-        if "weights" in opts.signals:
+        if "weights" in signals:
             bar = _progress_bar(a, b, opts.progress)
             try:
-                w = weight_evidence(a, b, device=str(device), seed=opts.seed,
+                w = weight_evidence(a, b, device=str(device), seed=opts.seed, token_map=token_map,
                                     progress=bar.update if bar is not None else None)
             finally:
                 if bar is not None:
                     bar.close()
             evidence += weight_items(w)
-        if "config" in opts.signals:
+        if "tokenizer" in signals:
+            tok, items = _tokenizer_evidence(va, vb, token_map)
+            evidence += items
+        if "config" in signals:
             cmp = config_comparison(a, b)
             evidence.append(Evidence("config", None, None, config_finding(cmp), cmp))
-        verdict = decide(w, _shapes(a, b)) if w is not None else Verdict(
-            "inconclusive", None, 0.0, None, "The weight signal was not run; metadata alone decides nothing.")
+        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {})
         layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w and w.layer_map else []
-        return CompareResult(_model_info(a, opts.hashes), _model_info(b, opts.hashes), verdict, evidence,
-                             layer_map, _environment(device, opts.seed), w)
+        return CompareResult(_model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb), verdict, evidence,
+                             layer_map, _environment(device, opts.seed), w, tok)
+
+
+def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
+                        token_map: Any) -> tuple[VocabComparison | None, list[Evidence]]:
+    if va is None or vb is None:
+        side = "either model" if va is None and vb is None else "the base" if va is None else "the candidate"
+        return None, [Evidence("tokenizer", None, None, f"Not compared: no tokenizer found for {side}.",
+                               {"kind": "coverage"})]
+    tok = compare_vocabularies(va, vb, token_map)
+    return tok, tokenizer_items(tok)
+
+
+def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any]) -> Verdict:
+    """The weights decide when they were compared; the tokenizer alone otherwise; metadata never."""
+    if w is not None:
+        v = decide(w, shapes)
+        if tok is not None and v.label == "independent" and tok.relation in ("identical", "extension", "derived",
+                                                                             "shifted"):
+            v.explanation += (f" The tokenizers, though, are related ({tok.relation}): a reused tokenizer is "
+                              "common among independently trained models.")
+        return v
+    if tok is not None:
+        return tokenizer_verdict(tok)
+    return Verdict("inconclusive", None, 0.0, None,
+                   "Neither weights nor tokenizers were compared; metadata alone decides nothing.")
+
+
+def _compare_tokenizers(base: str | os.PathLike[str], candidate: str | os.PathLike[str], opts: CompareOptions,
+                        device: torch.device) -> CompareResult:
+    """Tokenizer-only comparison: one of the inputs has no weights."""
+    va, vb = load_vocabulary(base), load_vocabulary(candidate)
+    tok = compare_vocabularies(va, vb)
+    return CompareResult(_tokenizer_info(base, va, opts.hashes), _tokenizer_info(candidate, vb, opts.hashes),
+                         tokenizer_verdict(tok), tokenizer_items(tok), [], _environment(device, opts.seed), None, tok)
+
+
+def _tokenizer_info(spec: str | os.PathLike[str], v: Vocabulary, hashes: bool) -> dict[str, Any]:
+    src = Path(v.source)
+    return {"spec": str(spec), "path": str(src), "format": f"tokenizer ({v.format})", "architecture": None,
+            "definition": None, "roles_inferred": None, "layers": None, "parameters": None, "dtypes": {},
+            "tokenizer": _vocab_info(v), "sha256": {src.name: file_sha256(src)} if hashes and src.is_file() else {}}
+
+
+def _vocab_info(v: Vocabulary | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {"file": v.source, "format": v.format, "model": v.model, "size": len(v),
+            "ordinary": len(v.ordinary()) + len(v.byte_fallback()), "specials": len(v.specials()),
+            "merges": None if v.merges is None else len(v.merges), "digest": v.digest()}

@@ -11,7 +11,15 @@ import torch
 from safetensors.torch import save_file
 
 from provenance.compare import CompareOptions, compare
-from tests.real_models import BGE_ONNX, COLBERT_ONNX, MINILM_DIR, MINILM_INT8_ONNX, RERANKER_ONNX, SMOLLM2_GGUF, require
+from tests.real_models import (
+    BGE_ONNX,
+    COLBERT_ONNX,
+    MINILM_DIR,
+    MINILM_INT8_ONNX,
+    RERANKER_ONNX,
+    SMOLLM2_GGUF,
+    require,
+)
 
 OPTS = CompareOptions(hashes=False, device="cpu")
 
@@ -58,7 +66,9 @@ def test_json_contract(tiny_llama, tmp_path):
     assert set(data["base"]) >= {"spec", "architecture", "parameters", "sha256"}
     assert list(data["base"]["sha256"]) == ["model.safetensors", "config.json"]
     assert data["verdict"]["label"] == "identical" and 0.0 <= data["verdict"]["confidence"] <= 1.0
-    assert {e["signal"] for e in data["evidence"]} == {"weights", "config"}
+    assert {e["signal"] for e in data["evidence"]} == {"weights", "tokenizer", "config"}
+    tok = next(e for e in data["evidence"] if e["signal"] == "tokenizer")  # the tiny model ships none
+    assert tok["finding"] == "Not compared: no tokenizer found for either model." and tok["statistic"] is None
     assert all({"statistic", "p_value", "finding", "details"} <= set(e) for e in data["evidence"])
     assert data["layer_map"] == [[i, i, 1.0] for i in range(3)]
     assert {"provenance", "torch", "device", "seed"} <= set(data["environment"])
@@ -96,8 +106,11 @@ def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--signals", "tokenizer"], "The 'signals' parameter of compare must be a subset of ('weights', 'config') "
-                                 "('tokenizer' evidence is not implemented yet). Got 'tokenizer' instead."),
+    (["--signals", "activations"], "The 'signals' parameter of compare must be a subset of ('weights', "
+                                   "'tokenizer', 'config') ('activations' evidence is not implemented yet). "
+                                   "Got 'activations' instead."),
+    (["--signals", "weights,colour"], "The 'signals' parameter of compare must be a subset of ('weights', "
+                                      "'tokenizer', 'config'). Got 'colour' instead."),
     (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
     (["--device", "tpu"], "The 'device' parameter of resolve_device must be"),
 ])

@@ -14,11 +14,12 @@ LABELS = ("identical", "derived", "independent", "inconclusive")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("compare", help="was CANDIDATE built from BASE? (weights evidence with p-values)")
+    p = sub.add_parser("compare", help="was CANDIDATE built from BASE? (weight and tokenizer evidence with p-values)")
     p.add_argument("base")
     p.add_argument("candidate")
-    p.add_argument("--signals", default=",".join(AVAILABLE_SIGNALS),
-                   help=f"comma-separated subset of {','.join(AVAILABLE_SIGNALS)}")
+    p.add_argument("--signals", default=None,
+                   help=f"comma-separated subset of {','.join(AVAILABLE_SIGNALS)} (default: all the inputs allow; "
+                   "a tokenizer file or a directory without weights gets the tokenizer signal only)")
     p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F")
     p.add_argument("--md", metavar="F", help="write a Markdown report to F")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -41,7 +42,8 @@ def _fail_labels(text: str | None) -> set[str]:
 
 def run(args: argparse.Namespace) -> int:
     fail_on = _fail_labels(args.fail_on)
-    opts = CompareOptions(signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
+    signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
+    opts = CompareOptions(signals=signals,
                           device=args.device, seed=args.seed, hashes=not args.no_hash, progress=True)
     result = compare(args.base, args.candidate, opts)
     data = result.to_dict()

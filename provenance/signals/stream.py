@@ -17,7 +17,6 @@ import torch
 from provenance.arch.view import CanonicalModel, materialize
 from provenance.io.convert import to_f32
 
-
 AHEAD = 3  # tensors read ahead of the one being processed: keeps the disk busy through long computations
 
 

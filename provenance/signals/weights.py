@@ -16,7 +16,8 @@ from provenance.signals.align import ResidualAlignment, align_residual
 from provenance.signals.direct import sketch_similarity
 from provenance.signals.layermap import LayerMap, describe_map, match_layers
 from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
-from provenance.signals.vocab import shared_token_pairs, token_strings
+from provenance.vocab.model import Vocabulary
+from provenance.vocab.token_map import TokenMap, shared_tokens
 
 MIN_SHARED_TOKENS = 64
 SKETCH_PAIRS = (("attn.q", ("attn.q",)), ("mlp.up", ("mlp.up", "mlp.gate")))  # base key -> candidate keys
@@ -36,30 +37,29 @@ class WeightEvidence:
     notes: list[str] = field(default_factory=list)
 
 
-def _embedding_pairs(base: CanonicalModel, cand: CanonicalModel, notes: list[str]) -> tuple[list[int], list[int], str]:
+def _embedding_pairs(base: CanonicalModel, cand: CanonicalModel, token_map: TokenMap | None,
+                     notes: list[str]) -> tuple[list[int], list[int], str]:
+    """Embedding rows to pair: by shared token bytes when both tokenizers are known, else by id."""
     rows_a = base.roles.roles["embed"].shape[0]
     rows_b = cand.roles.roles["embed"].shape[0]
-    va, vb = token_strings(base.checkpoint), token_strings(cand.checkpoint)
-    if va is not None and vb is not None:
-        ia, ib = shared_token_pairs(va, vb, rows_a=rows_a, rows_b=rows_b)
-        if len(ia) >= MIN_SHARED_TOKENS:
-            return ia, ib, "token strings"
-        notes.append(f"only {len(ia)} token strings shared; embedding rows paired by id instead")
+    if token_map is not None:
+        m = token_map.within(rows_a, rows_b)
+        if len(m) >= MIN_SHARED_TOKENS:
+            return m.base_ids.tolist(), m.candidate_ids.tolist(), "token strings"
+        notes.append(f"only {len(m)} tokens shared; embedding rows paired by id instead")
     else:
-        notes.append("no tokenizer on " + ("either side" if va is None and vb is None else
-                                           "the base" if va is None else "the candidate")
-                     + ": embedding rows paired by token id")
+        notes.append("no tokenizer on one side or both: embedding rows paired by token id")
     n = min(rows_a, rows_b)
     return list(range(n)), list(range(n)), "token ids"
 
 
 def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, seed: int,
-                 notes: list[str]) -> ResidualAlignment | None:
+                 notes: list[str], token_map: TokenMap | None = None) -> ResidualAlignment | None:
     """Residual alignment from the two embeddings (None when either has no embedding)."""
     if "embed" not in base.roles.roles or "embed" not in cand.roles.roles:
         notes.append("no embedding in one model: residual dimensions cannot be aligned")
         return None
-    ia, ib, how = _embedding_pairs(base, cand, notes)
+    ia, ib, how = _embedding_pairs(base, cand, token_map, notes)
     ea = base.tensor("embed", device=device)[ia].float().cpu().numpy()  # gather rows, then widen
     eb = cand.tensor("embed", device=device)[ib].float().cpu().numpy()
     return align_residual(ea, eb, paired_by=how, seed=seed)
@@ -90,10 +90,17 @@ def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
 
 
 def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str = "cpu", seed: int = 0,
-                    progress: Callable[[int], None] | None = None) -> WeightEvidence:
-    """Align, profile and test; never raises on shape mismatches — it reports what was comparable."""
+                    progress: Callable[[int], None] | None = None,
+                    vocabularies: tuple[Vocabulary | None, Vocabulary | None] | None = None,
+                    token_map: TokenMap | None = None) -> WeightEvidence:
+    """Align, profile and test; never raises on shape mismatches — it reports what was comparable.
+
+    Embedding rows are paired through `token_map` (or the map of `vocabularies`) when given.
+    """
     notes: list[str] = []
-    al = align_models(base, cand, device=device, seed=seed, notes=notes)
+    if token_map is None and vocabularies is not None and None not in vocabularies:
+        token_map = shared_tokens(*vocabularies)  # type: ignore[arg-type]
+    al = align_models(base, cand, device=device, seed=seed, notes=notes, token_map=token_map)
     if al is None or not base.roles.layers or not cand.roles.layers:
         if al is not None:
             notes.append("no transformer layers in one model: nothing to compare layer by layer")

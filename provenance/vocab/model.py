@@ -22,7 +22,10 @@ ORDINARY_KINDS = (NORMAL, BYTE)
 
 @dataclass
 class Vocabulary:
-    """A tokenizer in canonical form: token bytes and kind by id, ranked merges, rules, specials."""
+    """A tokenizer in canonical form: token bytes and kind by id, ranked merges, rules, specials.
+
+    Treat it as read-only once built: the token indexes are computed once and cached.
+    """
 
     source: str  # the file it was read from
     format: str  # tokenizer.json | sentencepiece | tiktoken | vocab.txt | vocab.json | tekken | gguf | quicktok
@@ -35,6 +38,8 @@ class Vocabulary:
     chat_template: str | None = None
     specials_recorded: bool = True  # False for formats that do not carry special tokens (.tiktoken)
     notes: list[str] = field(default_factory=list)
+    _ordinary: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _bytes: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.kinds):
@@ -44,12 +49,16 @@ class Vocabulary:
         return len(self.tokens)
 
     def ordinary(self) -> dict[bytes, int]:
-        """Normal token bytes -> id (the lowest id where a vocabulary repeats a piece)."""
-        return _index(self, NORMAL)
+        """Normal token bytes -> id (the lowest id where a vocabulary repeats a piece); built once."""
+        if self._ordinary is None:
+            self._ordinary = _index(self, NORMAL)
+        return self._ordinary
 
     def byte_fallback(self) -> dict[bytes, int]:
-        """Byte-fallback tokens (``<0x41>``): the byte -> id."""
-        return _index(self, BYTE)
+        """Byte-fallback tokens (``<0x41>``): the byte -> id; built once."""
+        if self._bytes is None:
+            self._bytes = _index(self, BYTE)
+        return self._bytes
 
     def specials(self) -> dict[str, int]:
         """Special and added token text -> id."""

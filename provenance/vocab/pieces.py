@@ -2,8 +2,8 @@
 
 >>> byte_level_bytes("Ġthe"), metaspace_bytes("▁the"), byte_fallback_value("<0x0A>")
 (b' the', b' the', b'\\n')
->>> wordpiece_bytes("##ing"), wordpiece_bytes("play")
-(b'ing', b' play')
+>>> wordpiece_bytes("##ing"), wordpiece_bytes("play"), wordpiece_bytes("[unused0]")
+(b'ing', b' play', b'[unused0]')
 """
 
 from __future__ import annotations
@@ -50,7 +50,13 @@ def byte_fallback_value(piece: str) -> bytes | None:
 
 
 def wordpiece_bytes(piece: str, prefix: str = "##") -> bytes:
-    """A WordPiece piece: a continuation loses its prefix, a word start gains a leading space."""
+    """A WordPiece piece: a continuation loses its prefix, a word start gains a leading space.
+
+    Bracketed pieces ("[unused0]") stay as written: llama.cpp's GGUF conversion does the
+    same, so a BERT vocabulary reads alike from vocab.txt, tokenizer.json and GGUF.
+    """
     if prefix and piece.startswith(prefix) and len(piece) > len(prefix):
         return piece[len(prefix):].encode("utf-8")
+    if piece.startswith("[") and piece.endswith("]"):
+        return piece.encode("utf-8")
     return b" " + piece.encode("utf-8")
