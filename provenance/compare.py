@@ -18,7 +18,7 @@ import torch
 
 from provenance import __version__
 from provenance.arch.view import CanonicalModel, open_model
-from provenance.errors import InvalidParameterError
+from provenance.errors import InvalidParameterError, ProvenanceError
 from provenance.evidence import (
     Evidence,
     Verdict,
@@ -157,9 +157,9 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
     signals = opts.signals or AVAILABLE_SIGNALS
     with open_model(base) as a, open_model(candidate) as b:
         evidence: list[Evidence] = []
-        va, vb, tok = None, None, None
+        va, vb, tok, unreadable = None, None, None, []
         if "tokenizer" in signals or "weights" in signals:
-            va, vb = vocabulary_of(a.checkpoint), vocabulary_of(b.checkpoint)
+            va, vb = (_readable_vocabulary(m, side, unreadable) for m, side in ((a, "base"), (b, "candidate")))
         token_map = shared_tokens(va, vb) if va is not None and vb is not None else None
         w = None
         if "weights" in signals:
@@ -173,7 +173,7 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
             evidence += weight_items(w)
         if "tokenizer" in signals:
             tok, items = _tokenizer_evidence(va, vb, token_map)
-            evidence += items
+            evidence += [Evidence("tokenizer", None, None, u, {"kind": "unreadable"}) for u in unreadable] + items
         if "config" in signals:
             cmp = config_comparison(a, b)
             evidence.append(Evidence("config", None, None, config_finding(cmp), cmp))
@@ -181,6 +181,15 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w and w.layer_map else []
         return CompareResult(_model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb), verdict, evidence,
                              layer_map, _environment(device, opts.seed), w, tok)
+
+
+def _readable_vocabulary(m: CanonicalModel, side: str, problems: list[str]) -> Vocabulary | None:
+    """The model's tokenizer; a broken tokenizer file beside good weights is reported, not fatal."""
+    try:
+        return vocabulary_of(m.checkpoint)
+    except ProvenanceError as exc:
+        problems.append(f"The {side}'s tokenizer could not be read: {exc}")
+        return None
 
 
 def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,

