@@ -6,11 +6,12 @@ from typing import Any
 
 
 def _fmt(x: Any) -> str:
+    """A table cell: numbers rounded, text on one line with pipes escaped (names come from untrusted files)."""
     if x is None:
         return "—"
     if isinstance(x, float):
         return f"{x:.3g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}".rstrip("0").rstrip(".")
-    return str(x)
+    return " ".join(str(x).split()).replace("|", "\\|")
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -24,7 +25,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {key} | {_fmt(a.get(key))} | {_fmt(b.get(key))} |")
     lines += ["", "## Evidence", "", "| signal | statistic | p-value | finding |", "| --- | --- | --- | --- |"]
     for e in result["evidence"]:
-        lines.append(f"| {e['signal']} | {_fmt(e['statistic'])} | {_fmt(e['p_value'])} | {e['finding']} |")
+        lines.append(f"| {e['signal']} | {_fmt(e['statistic'])} | {_fmt(e['p_value'])} | {_fmt(e['finding'])} |")
     if result["layer_map"]:
         lines += ["", "## Layer map", "", "| base layer | candidate layer | similarity |", "| --- | --- | --- |"]
         lines += [f"| {x} | {y} | {_fmt(s)} |" for x, y, s in result["layer_map"]]

@@ -19,7 +19,7 @@ from scipy.stats import binom
 
 from provenance.stats.order import concordant_steps, longest_increasing
 from provenance.vocab.classes import missing_classes
-from provenance.vocab.model import Vocabulary, display
+from provenance.vocab.model import NORMAL, Vocabulary, display
 from provenance.vocab.token_map import TokenMap, shared_tokens
 
 NULL_STEP_RATE = 0.52  # independent pairs measured at most 0.506; the margin absorbs frequency-order bias
@@ -27,6 +27,7 @@ DERIVED_P = 1e-6
 MIN_ORDER_SCORE = 0.3  # ... and the steps must be this far from 1/2 towards 1 (2 * (rate - 1/2))
 SAME_SET_JACCARD = 0.9  # independent pairs measured at most 0.5: a re-numbered copy of one token set
 EXACT = 0.999  # "all" with room for a handful of edited tokens
+SORTED_IDS = 0.9  # a vocabulary numbered in byte order (real ones measure 0.44–0.61): its id order says nothing
 MIN_SHARED = 100
 
 
@@ -46,6 +47,7 @@ class VocabComparison:
     offset_fraction: float
     order_agreement: float  # fraction of shared tokens in the longest increasing run of candidate ids
     step_concordance: float
+    byte_sorted: tuple[float, float]  # per side, the share of id-neighbours in byte order
     score: float  # 0 for unrelated orders, 1 for an inherited one (calibrated: independent pairs ≤ 0.01)
     p_value: float
     merges: dict[str, Any] | None
@@ -80,7 +82,8 @@ def compare_vocabularies(base: Vocabulary, candidate: Vocabulary, token_map: Tok
         jaccard=n / (na + nb - n) if na + nb - n else 0.0, id_offset=offset, offset_fraction=offset_fraction,
         order_agreement=longest_increasing(m.candidate_ids) / n if n else 0.0, step_concordance=rate,
         score=float(np.clip(2 * (rate - 0.5), 0.0, 1.0)),
-        p_value=float(max(binom.sf(up - 1, steps, NULL_STEP_RATE), 1e-300)) if steps else 1.0)
+        p_value=float(max(binom.sf(up - 1, steps, NULL_STEP_RATE), 1e-300)) if steps else 1.0,
+        byte_sorted=(_byte_sorted(base), _byte_sorted(candidate)))
     relation, direction, why = _relation(stats)
     in_b, in_a = candidate.ordinary(), base.ordinary()
     base_only = [t for t in in_a if t not in in_b]
@@ -127,7 +130,8 @@ def _relation(s: dict[str, Any]) -> tuple[str, str | None, str]:
                                  f"{s['id_offset']:,}" if s["id_offset"] > 0 else
                                  f"{s['offset_fraction']:.1%} of the {n:,} shared tokens sit at id − "
                                  f"{-s['id_offset']:,}")
-    if s["p_value"] < DERIVED_P and s["score"] >= MIN_ORDER_SCORE:
+    order_blind = min(s["byte_sorted"]) >= SORTED_IDS
+    if s["p_value"] < DERIVED_P and s["score"] >= MIN_ORDER_SCORE and not order_blind:
         return "derived", None, (
             f"{n:,} shared tokens keep the base's order ({s['order_agreement']:.1%} in one increasing run, "
             f"{s['step_concordance']:.1%} of neighbour steps; unrelated vocabularies give ~50%) although "
@@ -135,10 +139,19 @@ def _relation(s: dict[str, Any]) -> tuple[str, str | None, str]:
     if s["jaccard"] >= SAME_SET_JACCARD:
         return "derived", None, (f"the two vocabularies hold the same token set (Jaccard {s['jaccard']:.3f}; "
                                  "independent ones stay below 0.5) under re-numbered ids")
+    if order_blind:
+        return "inconclusive", None, (f"both vocabularies number their tokens in byte order, so id order carries no "
+                                      f"lineage; {n:,} tokens in common ({a_in_b:.0%} of the base)")
     return "independent", None, (
         f"{n:,} tokens in common ({a_in_b:.0%} of the base) but their order is unrelated "
         f"({s['step_concordance']:.1%} of neighbour steps increase; 50% is chance) and "
         f"{s['shared_same_id']:,} share an id")
+
+
+def _byte_sorted(v: Vocabulary) -> float:
+    """Share of consecutive ordinary tokens (by id) whose bytes increase: ~0.5 for a trained order."""
+    toks = [t for t, k in zip(v.tokens, v.kinds) if k == NORMAL and t is not None]
+    return sum(1 for x, y in zip(toks, toks[1:]) if y > x) / (len(toks) - 1) if len(toks) > 1 else 0.0
 
 
 def _merges(a: Vocabulary, b: Vocabulary) -> dict[str, Any] | None:
