@@ -234,8 +234,4 @@ def _tokenizer_info(spec: str | os.PathLike[str], v: Vocabulary, hashes: bool) -
 
 
 def _vocab_info(v: Vocabulary | None) -> dict[str, Any] | None:
-    if v is None:
-        return None
-    return {"file": v.source, "format": v.format, "model": v.model, "size": len(v),
-            "ordinary": len(v.ordinary()) + len(v.byte_fallback()), "specials": len(v.specials()),
-            "merges": None if v.merges is None else len(v.merges), "digest": v.digest()}
+    return None if v is None else v.summary()

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from provenance.arch.view import open_model
+from provenance.errors import ProvenanceError
+from provenance.vocab.load import vocabulary_of
 
 SCHEMA = "provenance.inspect/1"
 
@@ -110,5 +112,11 @@ def _tokenizer(ckpt: Any) -> dict[str, Any]:
         out["embedded"] = {"source": ckpt.format, "model": emb.get("model"), "pre": emb.get("pre"),
                            "tokens": len(emb.get("tokens") or []), "merges": len(emb.get("merges") or []),
                            "chat_template": bool(emb.get("chat_template"))}
+    if out["found"]:
+        try:
+            vocab = vocabulary_of(ckpt)
+            out["canonical"] = vocab.summary() if vocab is not None else None
+        except ProvenanceError as exc:  # a broken tokenizer file must not hide the weights
+            out["canonical"] = {"error": str(exc)}
     return out
 

@@ -99,3 +99,17 @@ def test_broken_tokenizer_beside_good_weights_is_reported_not_fatal(tiny_llama, 
     assert r.verdict.label == "identical"  # the weights still decide
     finding = next(e.finding for e in r.evidence if e.details.get("kind") == "unreadable")
     assert finding.startswith(f"The candidate's tokenizer could not be read: {folder / 'tokenizer.json'}: not valid JSON")
+
+
+def test_inspect_reports_the_canonical_tokenizer(tiny_llama, tmp_path):
+    from provenance import inspect_model
+
+    t = inspect_model(require(SMOLLM2_GGUF), hashes=False).tokenizer["canonical"]
+    assert (t["format"], t["ordinary"], t["specials"], t["merges"]) == ("gguf", 49135, 17, 48900)
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_llama[0], folder)
+    (folder / "vocab.txt").write_bytes(b"\xff\xfe")
+    broken = inspect_model(folder, hashes=False).tokenizer["canonical"]
+    assert broken == {"error": f"{folder / 'vocab.txt'}: vocab.txt is not UTF-8 text (invalid start byte at byte 0)"}

@@ -43,6 +43,12 @@ def print_summary(r: InspectResult, out: TextIO, *, all_roles: bool = False) -> 
     tok_text = (", ".join(tok["files"]) if tok["files"] else "") + (
         f"{'; ' if tok['files'] else ''}embedded {emb['model']} vocabulary, {emb['tokens']} tokens" if emb else "")
     out.write(f"  tokenizer     {tok_text or 'not found'}\n")
+    canon = tok.get("canonical")
+    if canon and "error" in canon:
+        out.write(f"                unreadable: {canon['error']}\n")
+    elif canon:
+        out.write(f"                {canon['ordinary']:,} ordinary + {canon['specials']} special tokens "
+                  f"({canon['model']}, read from {canon['format']}); digest {canon['digest'][:16]}\n")
     for name, digest in r.sha256.items():
         out.write(f"  sha256        {digest}  {name}\n")
     out.write("\n")

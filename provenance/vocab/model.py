@@ -81,6 +81,12 @@ class Vocabulary:
                 h.update(t)
         return h.hexdigest()
 
+    def summary(self) -> dict[str, object]:
+        """Plain-data summary for reports: where it came from, sizes, digest."""
+        return {"file": self.source, "format": self.format, "model": self.model, "size": len(self),
+                "ordinary": len(self.ordinary()) + len(self.byte_fallback()), "specials": len(self.specials()),
+                "merges": None if self.merges is None else len(self.merges), "digest": self.digest()}
+
     def merges_digest(self) -> str | None:
         """sha256 over the ranked merges, or None where the format records none."""
         if self.merges is None:
