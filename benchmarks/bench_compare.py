@@ -87,7 +87,7 @@ def _read_all(folders: list[Path]) -> int:
 
 
 def _compare(base: Path, cand: Path, hashes: bool) -> dict[str, Any]:
-    from provenance.compare import CompareOptions, compare
+    from provenance.comparison import CompareOptions, compare
     r = compare(base, cand, CompareOptions(hashes=hashes, device="cpu"))
     return {"label": r.verdict.label, "relation": r.verdict.relation, "p_value": r.verdict.p_value,
             "matched_cosine": r.weights.similarity.get("matched_cosine") if r.weights else None,
@@ -146,7 +146,7 @@ def child_main(kind: str, base: Path, cand: Path, top: int) -> None:
         import scipy.optimize  # noqa: F401
         import torch  # noqa: F401
 
-        import provenance.compare  # noqa: F401
+        import provenance.comparison  # noqa: F401
     rss0, disk0 = bench_io._status_mib("VmRSS"), _proc_io("read_bytes")
     r0, c0 = time.perf_counter(), time.process_time()
     out = runners[kind]()

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provenance.compare import CompareOptions, compare  # noqa: E402
+from provenance.comparison import CompareOptions, compare  # noqa: E402
 from tests import families as fam  # noqa: E402
 from tests.conftest import cache_dir  # noqa: E402
 from tests.test_compare_null import SEEDS, TINY  # noqa: E402

@@ -1,5 +1,7 @@
 """provenance: was this large language model built from another one?
 
+The public names load on first use, so `import provenance.vocab...` does not pay for torch.
+
 >>> import provenance
 >>> sorted(provenance.__all__)  # doctest: +NORMALIZE_WHITESPACE
 ['CanonicalModel', 'Checkpoint', 'CompareOptions', 'CompareResult', 'InspectResult', 'TokenMap', 'VocabComparison',
@@ -7,17 +9,34 @@
  'shared_tokens']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from provenance.arch.view import CanonicalModel, open_model  # noqa: E402
-from provenance.compare import CompareOptions, CompareResult, compare  # noqa: E402
-from provenance.inspect import InspectResult, inspect_model  # noqa: E402
-from provenance.io import Checkpoint, open_checkpoint  # noqa: E402
-from provenance.vocab.compare import VocabComparison, compare_vocabularies  # noqa: E402
-from provenance.vocab.load import load_vocabulary  # noqa: E402
-from provenance.vocab.model import Vocabulary  # noqa: E402
-from provenance.vocab.token_map import TokenMap, shared_tokens  # noqa: E402
+_WHERE = {
+    "CanonicalModel": "provenance.arch.view", "open_model": "provenance.arch.view",
+    "CompareOptions": "provenance.comparison", "CompareResult": "provenance.comparison",
+    "compare": "provenance.comparison",
+    "InspectResult": "provenance.inspect", "inspect_model": "provenance.inspect",
+    "Checkpoint": "provenance.io", "open_checkpoint": "provenance.io",
+    "VocabComparison": "provenance.vocab.compare", "compare_vocabularies": "provenance.vocab.compare",
+    "load_vocabulary": "provenance.vocab.load", "Vocabulary": "provenance.vocab.model",
+    "TokenMap": "provenance.vocab.token_map", "shared_tokens": "provenance.vocab.token_map",
+}
+__all__ = sorted(_WHERE)
 
-__all__ = ["CanonicalModel", "Checkpoint", "CompareOptions", "CompareResult", "InspectResult", "TokenMap",
-           "VocabComparison", "Vocabulary", "compare", "compare_vocabularies", "inspect_model", "load_vocabulary",
-           "open_checkpoint", "open_model", "shared_tokens"]
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access (PEP 562)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'provenance' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from provenance.compare import CompareOptions, compare
+from provenance.comparison import CompareOptions, compare
 from tests import families as fam
 
 OPTS = CompareOptions(hashes=False, device="cpu")

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from provenance.compare import CompareOptions, compare
+from provenance.comparison import CompareOptions, compare
 from tests import families as fam
 
 OPTS = CompareOptions(hashes=False, device="cpu")

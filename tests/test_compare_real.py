@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from provenance.compare import CompareOptions, compare
+from provenance.comparison import CompareOptions, compare
 from tests.real_models import (
     BGE_ONNX,
     COLBERT_ONNX,

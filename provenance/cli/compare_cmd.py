@@ -7,7 +7,7 @@ import sys
 from typing import Any, TextIO
 
 from provenance.cli.output import write_atomic, write_json
-from provenance.compare import AVAILABLE_SIGNALS, CompareOptions, CompareResult, compare
+from provenance.comparison import AVAILABLE_SIGNALS, CompareOptions, CompareResult, compare
 from provenance.errors import InvalidParameterError
 
 LABELS = ("identical", "derived", "independent", "inconclusive")

@@ -6,6 +6,8 @@ import re
 import unicodedata
 from collections import Counter
 
+from provenance.vocab.model import Vocabulary
+
 CLASSES = ("multi-digit numbers", "single digits", "whitespace", "CJK", "punctuation and symbols",
            "words", "partial UTF-8", "other")
 _MULTI_DIGIT = re.compile(r"\s?[0-9]{2,}")
@@ -44,9 +46,13 @@ def class_counts(tokens: list[bytes]) -> Counter[str]:
     return Counter(token_class(t) for t in tokens)
 
 
-def missing_classes(kept: list[bytes], dropped: list[bytes], *, min_count: int = 10) -> list[dict[str, object]]:
-    """Per class: how many of a vocabulary's tokens the other lacks; `entire` when it lacks ≥ 99% of them."""
-    have = class_counts(kept)
+def vocabulary_classes(v: Vocabulary) -> Counter[str]:
+    """Class counts of a vocabulary's ordinary tokens, computed once per vocabulary."""
+    return v.memo("class_counts", lambda: class_counts(list(v.ordinary())))
+
+
+def missing_classes(totals: Counter[str], dropped: list[bytes], *, min_count: int = 10) -> list[dict[str, object]]:
+    """Per class: how many of a vocabulary's tokens (class `totals`) the other lacks; `entire` at ≥ 99%."""
     lost: dict[str, list[bytes]] = {}
     for t in dropped:
         lost.setdefault(token_class(t), []).append(t)
@@ -55,7 +61,7 @@ def missing_classes(kept: list[bytes], dropped: list[bytes], *, min_count: int =
         n = len(lost.get(cls, ()))
         if n == 0:
             continue
-        total = n + have.get(cls, 0)
+        total = max(totals.get(cls, 0), n)
         examples = [t.decode("utf-8", "replace") for t in lost[cls][:5]]
         out.append({"class": cls, "missing": n, "of": total, "entire": n >= min_count and n >= 0.99 * total,
                     "examples": examples})

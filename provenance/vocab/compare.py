@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import binom
 
 from provenance.stats.order import concordant_steps, longest_increasing
-from provenance.vocab.classes import missing_classes
+from provenance.vocab.classes import missing_classes, vocabulary_classes
 from provenance.vocab.model import NORMAL, Vocabulary, display
 from provenance.vocab.token_map import TokenMap, shared_tokens
 
@@ -91,8 +91,8 @@ def compare_vocabularies(base: Vocabulary, candidate: Vocabulary, token_map: Tok
     return VocabComparison(
         **stats, merges=_merges(base, candidate), specials=_specials(base, candidate),
         rules=_rules(base, candidate),
-        missing_from_candidate=missing_classes([t for t in in_a if t in in_b], base_only),
-        missing_from_base=missing_classes([t for t in in_b if t in in_a], cand_only),
+        missing_from_candidate=missing_classes(vocabulary_classes(base), base_only),
+        missing_from_base=missing_classes(vocabulary_classes(candidate), cand_only),
         relation=relation, direction=direction, explanation=why,
         examples={"shared": [display(t) for t in m.tokens[1000:1010]],
                   "only_base": [display(t) for t in base_only[:10]],
@@ -150,8 +150,11 @@ def _relation(s: dict[str, Any]) -> tuple[str, str | None, str]:
 
 def _byte_sorted(v: Vocabulary) -> float:
     """Share of consecutive ordinary tokens (by id) whose bytes increase: ~0.5 for a trained order."""
-    toks = [t for t, k in zip(v.tokens, v.kinds) if k == NORMAL and t is not None]
-    return sum(1 for x, y in zip(toks, toks[1:]) if y > x) / (len(toks) - 1) if len(toks) > 1 else 0.0
+    def compute() -> float:
+        toks = [t for t, k in zip(v.tokens, v.kinds) if k == NORMAL and t is not None]
+        return sum(1 for x, y in zip(toks, toks[1:]) if y > x) / (len(toks) - 1) if len(toks) > 1 else 0.0
+
+    return v.memo("byte_sorted", compute)
 
 
 def _merges(a: Vocabulary, b: Vocabulary) -> dict[str, Any] | None:

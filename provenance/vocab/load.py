@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provenance.errors import (
     CheckpointNotFoundError,
     MissingFileError,
     UnknownFormatError,
 )
-from provenance.io.checkpoint import Checkpoint
 from provenance.vocab.hf_json import (
     is_tokenizer_json,
     not_a_tokenizer,
@@ -26,6 +26,9 @@ from provenance.vocab.hf_json import (
 )
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.tiktoken_file import looks_like_tiktoken, read_tiktoken
+
+if TYPE_CHECKING:
+    from provenance.io.checkpoint import Checkpoint
 
 # Directory contents in the order we trust them: the fullest description first.
 DIRECTORY_FILES = ("tokenizer.json", "tekken.json", "tokenizer.model", "tokenizer.tiktoken", "qwen.tiktoken",

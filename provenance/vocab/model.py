@@ -13,7 +13,9 @@ their text (UTF-8) and are compared apart from the ordinary vocabulary.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 NORMAL, SPECIAL, ADDED, BYTE = "normal", "special", "added", "byte"
 KINDS = (NORMAL, SPECIAL, ADDED, BYTE)
@@ -40,6 +42,7 @@ class Vocabulary:
     notes: list[str] = field(default_factory=list)
     _ordinary: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
     _bytes: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.kinds):
@@ -59,6 +62,12 @@ class Vocabulary:
         if self._bytes is None:
             self._bytes = _index(self, BYTE)
         return self._bytes
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per vocabulary (derived statistics reused across many comparisons)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def specials(self) -> dict[str, int]:
         """Special and added token text -> id."""
