@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections import Counter
 
@@ -21,6 +22,8 @@ def token_class(token: bytes) -> str:
     >>> token_class(b" 2024"), token_class(b"7"), token_class(b" the"), token_class("的".encode()), token_class(b"\\xe4")
     ('multi-digit numbers', 'single digits', 'words', 'CJK', 'partial UTF-8')
     """
+    if token.isascii():
+        return _ascii_class(token)
     try:
         text = token.decode("utf-8")
     except UnicodeDecodeError:
@@ -37,6 +40,25 @@ def token_class(token: bytes) -> str:
     if stripped and all(unicodedata.category(c)[0] in "PS" for c in stripped):
         return "punctuation and symbols"
     if stripped.replace("'", "").isalpha():
+        return "words"
+    return "other"
+
+
+_SPACES = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.isspace / regex \s accept in ASCII
+_PUNCT = string.punctuation.encode()  # exactly the ASCII characters of Unicode categories P* and S*
+
+
+def _ascii_class(token: bytes) -> str:
+    """`token_class` for ASCII tokens without decoding or regexes (most of any vocabulary)."""
+    body = token[1:] if token[:1] and token[:1] in _SPACES else token
+    if body.isdigit():
+        return "multi-digit numbers" if len(body) >= 2 else "single digits"
+    stripped = token.strip(_SPACES)
+    if not stripped:
+        return "whitespace"
+    if not stripped.translate(None, _PUNCT):
+        return "punctuation and symbols"
+    if stripped.replace(b"'", b"").isalpha():
         return "words"
     return "other"
 
