@@ -28,6 +28,12 @@ from provenance.evidence import (
 )
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
+from provenance.signals.activations import (
+    ActivationEvidence,
+    activation_items,
+    activation_verdict,
+    run_activations,
+)
 from provenance.signals.config import config_comparison, config_finding
 from provenance.signals.profiles import PROFILE_KEYS
 from provenance.signals.tokenizer import tokenizer_items, tokenizer_verdict
@@ -38,9 +44,10 @@ from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import shared_tokens
 
 SCHEMA = "provenance.compare/1"
-AVAILABLE_SIGNALS = ("weights", "tokenizer", "config")
-MODEL_SIGNALS = ("weights", "config")  # need weights on both sides
-PLANNED_SIGNALS = ("activations",)
+AVAILABLE_SIGNALS = ("weights", "tokenizer", "activations", "config")
+DEFAULT_SIGNALS = ("weights", "tokenizer", "config")  # activations run the models: asked for explicitly
+MODEL_SIGNALS = ("weights", "activations", "config")  # need weights on both sides
+PLANNED_SIGNALS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class CompareOptions:
     seed: int = 0
     hashes: bool = True
     progress: bool = False
+    probe_texts: int = 64  # probe texts the activation signal runs (of the 320 shipped)
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
         if self.signals is not None and not self.signals:
@@ -62,6 +71,8 @@ class CompareOptions:
                                             f"({s!r} evidence is not implemented yet)", s)
             if s not in AVAILABLE_SIGNALS:
                 raise InvalidParameterError("signals", "compare", f"a subset of {AVAILABLE_SIGNALS}", s)
+        if not 8 <= self.probe_texts <= 320:
+            raise InvalidParameterError("probe_texts", "compare", "between 8 and 320", self.probe_texts)
 
 
 @dataclass
@@ -76,6 +87,7 @@ class CompareResult:
     environment: dict[str, Any]
     weights: WeightEvidence | None = field(default=None, repr=False)
     tokenizer: VocabComparison | None = field(default=None, repr=False)
+    activations: ActivationEvidence | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (`provenance.compare/1`)."""
@@ -154,7 +166,7 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
             raise InvalidParameterError("signals", "compare", "'tokenizer' when an input is a tokenizer without "
                                         f"weights ({alone[0]})", ",".join(needs_model))
         return _compare_tokenizers(base, candidate, opts, device)
-    signals = opts.signals or AVAILABLE_SIGNALS
+    signals = opts.signals or DEFAULT_SIGNALS
     with open_model(base) as a, open_model(candidate) as b:
         evidence: list[Evidence] = []
         va, vb, tok, unreadable = None, None, None, []
@@ -174,13 +186,21 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         if "tokenizer" in signals:
             tok, items = _tokenizer_evidence(va, vb, token_map)
             evidence += [Evidence("tokenizer", None, None, u, {"kind": "unreadable"}) for u in unreadable] + items
+        act = None
+        if "activations" in signals:
+            act = run_activations(base, candidate, device=str(device), seed=opts.seed, probe_texts=opts.probe_texts,
+                                  batch_size=opts.batch_size)
+            evidence += activation_items(act)
         if "config" in signals:
             cmp = config_comparison(a, b)
             evidence.append(Evidence("config", None, None, config_finding(cmp), cmp))
-        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {})
-        layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w and w.layer_map else []
+        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act)
+        if w and w.layer_map:
+            layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs]
+        else:
+            layer_map = [[x, y, round(s, 6)] for x, y, s in act.layer_map] if act else []
         return CompareResult(_model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb), verdict, evidence,
-                             layer_map, _environment(device, opts.seed), w, tok)
+                             layer_map, _environment(device, opts.seed), w, tok, act)
 
 
 def _readable_vocabulary(m: CanonicalModel, side: str, problems: list[str]) -> Vocabulary | None:
@@ -202,15 +222,26 @@ def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
     return tok, tokenizer_items(tok)
 
 
-def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any]) -> Verdict:
-    """The weights decide when they were compared; the tokenizer alone otherwise; metadata never."""
+def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any],
+             act: ActivationEvidence | None = None) -> Verdict:
+    """Weights decide when compared (activations where the weights cannot tell); then activations;
+    the tokenizer alone last; metadata never."""
+    av = activation_verdict(act) if act is not None else None
     if w is not None:
         v = decide(w, shapes)
+        if av is not None and v.label == "inconclusive" and av.label != "inconclusive":
+            av.explanation += f" (The weights were inconclusive: {v.explanation})"
+            return av
+        related = {"identical", "derived"}
+        if av is not None and "inconclusive" not in (av.label, v.label) and (av.label in related) != (v.label in related):
+            v.explanation += f" The activations disagree: {av.label} ({av.explanation})"
         if tok is not None and v.label == "independent" and tok.relation in ("identical", "extension", "derived",
                                                                              "shifted"):
             v.explanation += (f" The tokenizers, though, are related ({tok.relation}): a reused tokenizer is "
                               "common among independently trained models.")
         return v
+    if av is not None:
+        return av
     if tok is not None:
         return tokenizer_verdict(tok)
     return Verdict("inconclusive", None, 0.0, None,

@@ -63,6 +63,10 @@ class DefinitionError(ProvenanceError, ValueError):
     """An architecture definition file is malformed."""
 
 
+class IncomparableError(ProvenanceError, ValueError):
+    """The two inputs share too little for a signal to compare them (e.g. no common text spans)."""
+
+
 class InvalidParameterError(ProvenanceError, ValueError):
     """A parameter of a public function or CLI option is out of its domain."""
 

@@ -71,3 +71,27 @@ def smollm2_hf() -> Path:
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_tok(smollm2_hf: Path) -> Path:
+    """`smollm2_hf` plus the tokenizer.json transformers converts from the GGUF (weights hard-linked)."""
+    import os
+    import shutil
+
+    from tests.families import smollm2_tokenizer
+
+    target = cache_dir() / "smollm2-135m-instruct-hf-tok"
+    if not (target / "tokenizer.json").is_file():
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in smollm2_hf.iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+        smollm2_tokenizer().save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target

@@ -14,6 +14,7 @@ Ground truth (what a provenance analyzer should say about base vs variant):
 | permute_residual     | identical   | same function; one hidden-dimension permutation everywhere       |
 | rescale              | identical   | same function; q/k, v/o, up/down rescaled per layer              |
 | fold_norms           | identical   | same function; RMSNorm gains folded into the next matrices       |
+| rotate_residual      | identical   | same function; norms folded, residual stream rotated (orthogonal)|
 | to_dtype             | identical   | fp16/bf16 copy                                                   |
 | quantize_q8_0/q4_0   | identical   | GGUF quantization round trip (lossy, float32 values)             |
 | rename_opaque        | identical   | same tensors under meaningless names (renamed shell)             |
@@ -57,6 +58,7 @@ FAMILY_SPEC: dict[str, tuple[str, str]] = {
     "permute_residual": ("identical", "function-preserving permutation"),
     "rescale": ("identical", "function-preserving rescaling"),
     "fold_norms": ("identical", "function-preserving norm folding"),
+    "rotate_residual": ("identical", "function-preserving residual rotation"),
     "to_dtype": ("identical", "dtype cast"),
     "quantize_q8_0": ("identical", "quantization round trip"),
     "quantize_q4_0": ("identical", "quantization round trip"),
@@ -273,6 +275,32 @@ def fold_norms(state: State, cfg: Config) -> tuple[State, Config]:
     out[LM_HEAD] = head * out[FINAL_NORM][None, :]
     out[FINAL_NORM] = torch.ones_like(out[FINAL_NORM])
     new_cfg["tie_word_embeddings"] = False
+    return out, new_cfg
+
+
+def rotate_residual(state: State, cfg: Config, seed: int) -> tuple[State, Config]:
+    """Fold the norms, then rotate the residual stream by a random orthogonal Q (x -> xQ): readers'
+    columns and the embedding by Q, writers' rows by Qᵀ. RMSNorm with unit gains commutes with
+    an orthogonal map, so the function is preserved (as in SliceGPT / QuaRot)."""
+    folded, new_cfg = fold_norms(state, cfg)
+    g = _gen(seed)
+    q, r = torch.linalg.qr(torch.randn(cfg["hidden_size"], cfg["hidden_size"], generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))[None, :]  # Haar-distributed
+    out: State = {}
+    for key, t in folded.items():
+        where = _layer(key)
+        sub = where[1] if where else key
+        x = t.double()
+        if key in (EMBED, LM_HEAD) or sub in _READ_WEIGHTS:
+            out[key] = (x @ q).to(t.dtype)
+        elif sub in _WRITE_PARAMS and x.dim() == 2:
+            out[key] = (q.T @ x).to(t.dtype)
+        elif sub in _WRITE_PARAMS:  # a writer's bias lives in the residual stream too
+            out[key] = (x @ q).to(t.dtype)
+        elif key == FINAL_NORM or sub in _NORMS or sub in _READ_BIASES:
+            out[key] = t.clone()
+        else:
+            raise _unknown("rotate_residual", key)
     return out, new_cfg
 
 

@@ -14,7 +14,12 @@ import torch
 from gguf import GGMLQuantizationType as Q
 from gguf.constants import GGML_QUANT_SIZES
 
-from provenance.errors import CorruptFileError, ProvenanceError, TensorNotFoundError, UnknownFormatError
+from provenance.errors import (
+    CorruptFileError,
+    ProvenanceError,
+    TensorNotFoundError,
+    UnknownFormatError,
+)
 from provenance.io.gguf_reader import PLAIN_DTYPES, GGUFTensorReader, can_dequantize
 from tests.real_models import SMOLLM2_GGUF, require
 

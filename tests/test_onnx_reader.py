@@ -10,10 +10,21 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from provenance.errors import (CorruptFileError, MissingFileError, ProvenanceError,
-                               TensorNotFoundError, UnsafePathError)
+from provenance.errors import (
+    CorruptFileError,
+    MissingFileError,
+    ProvenanceError,
+    TensorNotFoundError,
+    UnsafePathError,
+)
 from provenance.io.onnx_reader import OnnxTensorReader
-from tests.real_models import BGE_ONNX, MINILM_DIR, MINILM_INT8_ONNX, RERANKER_ONNX, require
+from tests.real_models import (
+    BGE_ONNX,
+    MINILM_DIR,
+    MINILM_INT8_ONNX,
+    RERANKER_ONNX,
+    require,
+)
 
 LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
            "attention.output.dense", "intermediate.dense", "output.dense")

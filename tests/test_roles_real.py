@@ -10,7 +10,15 @@ import torch
 from safetensors.torch import save_file
 
 from provenance.arch.view import open_model
-from tests.real_models import BGE_ONNX, COLBERT_ONNX, MINILM_DIR, MINILM_INT8_ONNX, RERANKER_ONNX, SMOLLM2_GGUF, require
+from tests.real_models import (
+    BGE_ONNX,
+    COLBERT_ONNX,
+    MINILM_DIR,
+    MINILM_INT8_ONNX,
+    RERANKER_ONNX,
+    SMOLLM2_GGUF,
+    require,
+)
 
 LLAMA_KEYS = ["norm1", "attn.q", "attn.k", "attn.v", "attn.o", "norm2", "mlp.gate", "mlp.up", "mlp.down"]
 

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from provenance.errors import CorruptFileError, MissingFileError, ProvenanceError, UnknownFormatError
+from provenance.errors import (
+    CorruptFileError,
+    MissingFileError,
+    ProvenanceError,
+    UnknownFormatError,
+)
 from provenance.vocab.compare import compare_vocabularies
 from provenance.vocab.load import is_tokenizer_only, load_vocabulary
 from provenance.vocab.model import NORMAL, SPECIAL
@@ -31,7 +36,12 @@ from tests.real_models import (
     VECTRIX,
     require,
 )
-from tests.vocab_helpers import phantom_space, real, sentencepiece_pieces, write_vocab_gguf
+from tests.vocab_helpers import (
+    phantom_space,
+    real,
+    sentencepiece_pieces,
+    write_vocab_gguf,
+)
 
 
 def _identical(a, b) -> None:

@@ -68,7 +68,7 @@ class OnnxActivationModel:
     (DynamicQuantizeLinear) depend on which texts share a batch: compare at equal `batch_size`.
     """
 
-    def __init__(self, path: Path, *, tokenizer: Path | None = None, max_length: int | None = None,
+    def __init__(self, path: Path, *, tokenizer: Path | Tokenizer | None = None, max_length: int | None = None,
                  threads: int | None = None) -> None:
         self.path = Path(path)
         self.name = f"{self.path.parent.name}/{self.path.name}"
@@ -77,8 +77,9 @@ class OnnxActivationModel:
         index = GraphIndex.build(model.graph)
         external = _check_tensors(self.path, index.consts)  # unsafe / missing / short external data
         self.max_length = max_length or position_rows(model.graph, index) or 512
-        self.tokenizer, self.pad_id = load_tokenizer(tokenizer or self.path.parent / "tokenizer.json",
-                                                     self.max_length)
+        source = tokenizer if tokenizer is not None else self.path.parent / "tokenizer.json"
+        self.tokenizer_file = source if isinstance(source, Path) else None
+        self.tokenizer, self.pad_id = load_tokenizer(source, self.max_length)
         self.layout_ = find_layout(model.graph, index, self.path)
         self._inputs = graph_inputs(model.graph, self.path)
         self._fetch = [*self.layout_.residual, *self.layout_.act]
@@ -159,8 +160,11 @@ def position_rows(graph: onnx.GraphProto, index: GraphIndex) -> int | None:
     return next((int(index.shapes[t][0]) for t in tables if len(index.shapes.get(t, ())) == 2), None)
 
 
-def load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
-    """The `tokenizers` tokenizer, unpadded, truncating at `max_length`; and its pad id."""
+def load_tokenizer(path: Path | Tokenizer, max_length: int) -> tuple[Tokenizer, int]:
+    """The `tokenizers` tokenizer (from a tokenizer.json, or borrowed), unpadded, truncating at `max_length`;
+    and its pad id."""
+    if isinstance(path, Tokenizer):
+        return _prepared(Tokenizer.from_str(path.to_str()), max_length)
     if not path.is_file():
         raise MissingFileError(f"no tokenizer.json in {path.parent}; pass tokenizer= a tokenizer.json "
                                "with the same vocabulary", path=path.parent)
@@ -169,6 +173,10 @@ def load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
     except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception on bad JSON
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"not a tokenizers JSON file ({first})", path=path) from None
+    return _prepared(tok, max_length)
+
+
+def _prepared(tok: Tokenizer, max_length: int) -> tuple[Tokenizer, int]:
     pad_id = int(tok.padding["pad_id"]) if tok.padding else (tok.token_to_id("[PAD]") or 0)
     tok.no_padding()
     tok.enable_truncation(max_length)

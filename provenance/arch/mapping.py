@@ -11,6 +11,7 @@ from provenance.arch.rolemap import Cut, RoleMap, RoleSource
 from provenance.arch.roles import expert_role, layer_role
 from provenance.io.base import TensorInfo, is_buffer
 
+
 def _pattern(template: str) -> re.Pattern[str]:
     """Template -> regex with (?P<i>) and (?P<e>) groups."""
     escaped = re.escape(template).replace(r"\$\{i\}", r"(?P<i>\d+)").replace(r"\$\{e\}", r"(?P<e>\d+)")

@@ -7,7 +7,12 @@ import sys
 from typing import Any, TextIO
 
 from provenance.cli.output import write_atomic, write_json
-from provenance.comparison import AVAILABLE_SIGNALS, CompareOptions, CompareResult, compare
+from provenance.comparison import (
+    AVAILABLE_SIGNALS,
+    CompareOptions,
+    CompareResult,
+    compare,
+)
 from provenance.errors import InvalidParameterError
 
 LABELS = ("identical", "derived", "independent", "inconclusive")
@@ -18,12 +23,16 @@ def register(sub: Any) -> None:
     p.add_argument("base")
     p.add_argument("candidate")
     p.add_argument("--signals", default=None,
-                   help=f"comma-separated subset of {','.join(AVAILABLE_SIGNALS)} (default: all the inputs allow; "
-                   "a tokenizer file or a directory without weights gets the tokenizer signal only)")
+                   help=f"comma-separated subset of {','.join(AVAILABLE_SIGNALS)} (default: weights,tokenizer,config; "
+                   "activations run both models and are asked for explicitly; a tokenizer file or a directory "
+                   "without weights gets the tokenizer signal only)")
     p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F")
     p.add_argument("--md", metavar="F", help="write a Markdown report to F")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probes", type=int, default=64, metavar="N",
+                   help="probe texts the activation signal runs through both models (8-320; default 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (activations)")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every file")
     p.add_argument("--fail-on", metavar="LABELS", help="exit 3 when the verdict is one of these "
                    "(comma-separated; 'derived' also matches 'identical')")
@@ -43,8 +52,8 @@ def _fail_labels(text: str | None) -> set[str]:
 def run(args: argparse.Namespace) -> int:
     fail_on = _fail_labels(args.fail_on)
     signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
-    opts = CompareOptions(signals=signals,
-                          device=args.device, seed=args.seed, hashes=not args.no_hash, progress=True)
+    opts = CompareOptions(signals=signals, device=args.device, seed=args.seed, probe_texts=args.probes,
+                          batch_size=args.batch_size, hashes=not args.no_hash, progress=True)
     result = compare(args.base, args.candidate, opts)
     data = result.to_dict()
     if args.md:

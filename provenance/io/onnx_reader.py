@@ -18,12 +18,25 @@ import torch
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
-from provenance.errors import (CorruptFileError, MissingFileError, ProvenanceError,
-                               TensorNotFoundError, UnknownFormatError, UnsafePathError)
+from provenance.errors import (
+    CorruptFileError,
+    MissingFileError,
+    ProvenanceError,
+    TensorNotFoundError,
+    UnknownFormatError,
+    UnsafePathError,
+)
 from provenance.io.base import ReaderMetadata, TensorInfo
-from provenance.io.onnx_graph import (DTYPE_NAMES, GraphIndex, WeightSpec, find_weights,
-                                      needs_transpose, numel, recover_names,
-                                      recovery_counts)
+from provenance.io.onnx_graph import (
+    DTYPE_NAMES,
+    GraphIndex,
+    WeightSpec,
+    find_weights,
+    needs_transpose,
+    numel,
+    recover_names,
+    recovery_counts,
+)
 
 _TORCH_DTYPES: dict[int, torch.dtype] = {
     TensorProto.FLOAT: torch.float32, TensorProto.UINT8: torch.uint8, TensorProto.INT8: torch.int8,

@@ -1,0 +1,179 @@
+"""Run a checkpoint with transformers' own implementation — never code shipped with the model —
+and capture residual-stream and MLP activations at chosen token positions through hooks.
+
+Accepts an HF directory whose config names a model type transformers knows (custom
+`auto_map` code is refused) and a GGUF file (dequantized by transformers' GGUF loader).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from provenance.activations.base import Captured, Encoded
+from provenance.errors import CorruptFileError, MissingFileError, UnknownFormatError
+from provenance.io.convert import resolve_device
+
+_GATED = (("gate_proj", "up_proj"), ("w1", "w3"), ("gate", "up"))
+_PLAIN_ACT = ("intermediate", "mlp.act", "mlp.act_fn")
+
+
+class TorchActivationModel:
+    """A transformers model built from a checkpoint (no remote code), with hooks for capture."""
+
+    def __init__(self, spec: str | Path, *, device: str = "auto", dtype: torch.dtype | None = None,
+                 tokenizer: Any = None) -> None:
+        self.name = str(spec)
+        self.device = resolve_device(device)
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.model, own_tokenizer, self.tokenizer_file = _load(Path(spec), self.dtype)
+        self.model.to(self.device).eval()
+        if isinstance(tokenizer, Path):
+            tokenizer, self.tokenizer_file = _tokenizer_file(tokenizer), tokenizer
+        self.tokenizer = tokenizer if tokenizer is not None else own_tokenizer
+        if self.tokenizer is None:
+            raise MissingFileError("no tokenizer.json beside the weights: activations need the text tokenized; "
+                                   "pass the other model's tokenizer when the vocabularies agree", path=spec)
+        self.layers = _layer_modules(self.model)
+        self.mlp_views = _mlp_views(self.layers[0])
+        self._last: tuple[int, Captured] | None = None  # the latest capture, reused for the same request
+
+    def encode(self, texts: list[str]) -> Encoded:
+        """Token ids and character offsets from the model's own (Rust `tokenizers`) tokenizer."""
+        encs = self.tokenizer.encode_batch(texts)
+        limit = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        return Encoded([e.ids[:limit] for e in encs], [[tuple(o) for o in e.offsets[:limit]] for e in encs])
+
+    @torch.no_grad()
+    def capture(self, enc: Encoded, positions: list[list[int]], *, batch_size: int = 8) -> Captured:
+        """Forward passes in batches; keep only the requested positions of every hooked tensor.
+
+        The same request twice in a row (one base against several candidates) is served from memory.
+        """
+        key = hash((tuple(map(tuple, enc.input_ids)), tuple(map(tuple, positions))))
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        store: dict[str, list[torch.Tensor]] = {}
+        picks: list[tuple[torch.Tensor, torch.Tensor]] = []  # (batch rows, token indices) of the current batch
+        handles = self._hooks(store, picks)
+        tokens = 0
+        try:
+            for start in range(0, len(enc.input_ids), batch_size):
+                ids = enc.input_ids[start:start + batch_size]
+                pos = positions[start:start + batch_size]
+                rows = torch.tensor([r for r, p in enumerate(pos) for _ in p], dtype=torch.long, device=self.device)
+                cols = torch.tensor([c for p in pos for c in p], dtype=torch.long, device=self.device)
+                picks[:] = [(rows, cols)]
+                batch, mask = _pad(ids, self.device)
+                tokens += int(mask.sum())
+                if len(cols):
+                    self.model(input_ids=batch, attention_mask=mask)
+        finally:
+            for h in handles:
+                h.remove()
+        n_layers = len(self.layers)
+        residual = np.stack([_cat(store.get(f"residual.{i}")) for i in range(n_layers)])
+        mlp = {v: np.stack([_cat(store.get(f"{v}.{i}")) for i in range(n_layers)]) for v in self.mlp_views}
+        self._last = (key, Captured(residual, mlp, tokens))
+        return self._last[1]
+
+    def _hooks(self, store: dict[str, list[torch.Tensor]], picks: list) -> list[Any]:
+        def keep(key: str):
+            def hook(_module: Any, _inputs: Any, output: Any) -> None:
+                out = output[0] if isinstance(output, tuple) else output
+                rows, cols = picks[0]
+                store.setdefault(key, []).append(out[rows, cols].float().cpu())
+            return hook
+
+        handles = []
+        for i, layer in enumerate(self.layers):
+            handles.append(layer.register_forward_hook(keep(f"residual.{i}")))
+            for view, name in self.mlp_views.items():
+                handles.append(layer.get_submodule(name).register_forward_hook(keep(f"{view}.{i}")))
+        return handles
+
+    def close(self) -> None:
+        """Free the model (and GPU memory)."""
+        self.model = None  # type: ignore[assignment]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _cat(parts: list[torch.Tensor] | None) -> np.ndarray:
+    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def _pad(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch with id 0 and an attention mask (padding never reaches a captured position)."""
+    width = max(len(x) for x in ids)
+    batch = torch.zeros((len(ids), width), dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        batch[r, :len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[r, :len(x)] = 1
+    return batch.to(device), mask.to(device)
+
+
+def _tokenizer_file(path: Path) -> Any:
+    """A tokenizer.json read by the Rust `tokenizers` library, without padding or truncation."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception on bad JSON
+        raise CorruptFileError(f"not a tokenizers JSON file ({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                               path=path) from None
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def _load(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any, Path | None]:
+    """(model, tokenizers.Tokenizer or None, its tokenizer.json or None) for an HF directory or a GGUF file."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        model = transformers.AutoModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+        tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        return model, tok.backend_tokenizer, None
+    folder = path if path.is_dir() else path.parent
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise MissingFileError("no config.json: activations need an HF directory with a config, or a GGUF file",
+                               path=folder)
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("auto_map") or config.get("model_type") not in transformers.CONFIG_MAPPING:
+        raise UnknownFormatError(f"model type {config.get('model_type')!r} needs code shipped with the model "
+                                 "(auto_map) or is unknown to transformers; provenance never runs remote code",
+                                 path=config_file)
+    model = transformers.AutoModel.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False)
+    file = folder / "tokenizer.json"
+    return (model, _tokenizer_file(file), file) if file.is_file() else (model, None, None)
+
+
+def _layer_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks: the ModuleList with num_hidden_layers entries."""
+    n = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    for _name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n and n > 0:
+            return list(module)
+    raise UnknownFormatError(f"cannot find the {n} transformer blocks of {type(model).__name__}")
+
+
+def _mlp_views(layer: torch.nn.Module) -> dict[str, str]:
+    """Submodule names to hook: gate and up projections for gated MLPs, else the activation output."""
+    names = {n for n, _ in layer.named_modules()}
+    for gate, up in _GATED:
+        g = next((n for n in sorted(names) if n.split(".")[-1] == gate), None)
+        u = next((n for n in sorted(names) if n.split(".")[-1] == up), None)
+        if g and u:
+            return {"gate": g, "up": u}
+    for name in _PLAIN_ACT:
+        if name in names:
+            return {"act": name}
+    return {}
