@@ -97,6 +97,7 @@ def test_minilm_l6_keeps_every_second_layer_of_the_l12_reranker(probes):
     assert activation_verdict(ev).label == "derived"
     carried = [(t["base_layer"], t["candidate_layer"]) for t in carrying_layers(ev)]
     assert carried[:3] == [(0, 0), (2, 1), (4, 2)] and all(b == 2 * c for b, c in carried)
+    assert [(i, j) for i, j, _ in ev.layer_map] == [(0, 0), (2, 1), (4, 2), (6, 3), (8, 4), (10, 5)]
 
 
 def test_smollm2_permuted_rotated_and_extended_copy_is_derived(smol, tmp_path):

@@ -106,11 +106,9 @@ def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--signals", "activations"], "The 'signals' parameter of compare must be a subset of ('weights', "
-                                   "'tokenizer', 'config') ('activations' evidence is not implemented yet). "
-                                   "Got 'activations' instead."),
+    (["--probes", "4"], "The 'probe_texts' parameter of compare must be between 8 and 320. Got 4 instead."),
     (["--signals", "weights,colour"], "The 'signals' parameter of compare must be a subset of ('weights', "
-                                      "'tokenizer', 'config'). Got 'colour' instead."),
+                                      "'tokenizer', 'activations', 'config'). Got 'colour' instead."),
     (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
     (["--device", "tpu"], "The 'device' parameter of resolve_device must be"),
 ])

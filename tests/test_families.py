@@ -70,6 +70,7 @@ PRESERVING = {
     "permute_residual": lambda s, c: fam.permute_residual(s, c, seed=3),
     "rescale": lambda s, c: fam.rescale(s, c, seed=4),
     "fold_norms": lambda s, c: fam.fold_norms(s, c),
+    "rotate_residual": lambda s, c: fam.rotate_residual(s, c, seed=5),
 }
 
 
@@ -290,7 +291,7 @@ def test_variants_are_built_once_and_written_atomically(base, tmp_path, monkeypa
 def test_family_spec_lists_every_builder():
     builders = {"permute_mlp", "permute_heads", "permute_residual", "rescale", "fold_norms", "add_noise",
                 "drop_layers", "duplicate_layers", "extend_vocab", "truncate_vocab", "to_dtype", "quantize_q8_0",
-                "quantize_q4_0", "merge", "rename_opaque", "fine_tune", "train_from_scratch"}
+                "quantize_q4_0", "merge", "rename_opaque", "fine_tune", "train_from_scratch", "rotate_residual"}
     assert set(fam.FAMILY_SPEC) == builders and all(callable(getattr(fam, b)) for b in builders)
     assert {label for label, _ in fam.FAMILY_SPEC.values()} == {"identical", "derived", "independent"}
     assert all(f"| {b}" in fam.__doc__ for b in builders if not b.startswith("quantize"))

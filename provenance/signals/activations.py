@@ -110,6 +110,7 @@ def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet
     null = np.stack([cka_matrix(ta, permuted(tb, rng.permutation(n))) for _ in range(CKA_NULL_DRAWS)])
     layer_map = [(int(np.argmax(cka[:, j])), j, float(cka[:, j].max())) for j in range(cka.shape[1])]
     neurons = _neuron_tests(ca, cb, layer_map, seed)
+    layer_map = _refined_map(layer_map, neurons, cka)
     tests = sum(t["pairs_tried"] * (1 if t["p_agreement"] is None else 2) for t in neurons)
     p = min(1.0, min(_layer_p(t) for t in neurons) * tests) if neurons else 1.0
     if not neurons:
@@ -153,6 +154,14 @@ def _neuron_tests(ca: Captured, cb: Captured, layer_map: list[tuple[int, int, fl
                 best = row
         out.append(best)
     return out
+
+
+def _refined_map(layer_map: list[tuple[int, int, float]], neurons: list[dict],
+                 cka: np.ndarray) -> list[tuple[int, int, float]]:
+    """Where a candidate layer's neurons clearly match one base layer, that layer is its match; else CKA's."""
+    tests = sum(t["pairs_tried"] for t in neurons) or 1
+    by_candidate = {t["candidate_layer"]: t["base_layer"] for t in neurons if _layer_p(t) * tests < DERIVED_P}
+    return [(by_candidate.get(j, i), j, float(cka[by_candidate.get(j, i), j])) for i, j, _ in layer_map]
 
 
 def _layer_p(row: dict) -> float:
