@@ -165,3 +165,24 @@ def test_activations_refuse_a_tokenizer_alone(tmp_path):
 
     with pytest.raises(InvalidParameterError, match="when an input is a tokenizer without weights"):
         compare(require(CL100K_TIKTOKEN), require(MINILM_DIR), CompareOptions(signals=("activations",)))
+
+
+def test_model_code_shipped_with_a_checkpoint_is_refused(tiny_llama, tmp_path):
+    """An `auto_map` config asks for the checkpoint's own Python code: exit 2, never run it."""
+    import json
+    import subprocess
+    import sys
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_llama[0], folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(model_type="totally_new", auto_map={"AutoModel": "modeling_evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "modeling_evil.py").write_text("raise SystemExit('executed!')\n")
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "provenance", "compare", str(tiny_llama[0]), str(folder),
+                           "--signals", "activations", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.startswith(f"provenance: error: {folder / 'config.json'}: model type 'totally_new' needs code "
+                                  "shipped with the model (auto_map)")
+    assert "executed!" not in proc.stdout + proc.stderr

@@ -133,10 +133,24 @@ def _tokenizer_file(path: Path) -> Any:
 
 
 def _load(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any, Path | None]:
+    """(model, tokenizers.Tokenizer or None, its tokenizer.json or None); transformers kept quiet meanwhile."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        return _load_quietly(path, dtype)
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any, Path | None]:
     """(model, tokenizers.Tokenizer or None, its tokenizer.json or None) for an HF directory or a GGUF file."""
     import transformers
 
-    transformers.utils.logging.disable_progress_bar()
     if path.is_file() and path.suffix.lower() == ".gguf":
         model = transformers.AutoModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
         tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
