@@ -56,9 +56,12 @@ def open_runner(spec: str | Path, *, device: str, tokenizer: Any = None) -> Acti
     """The runner for a spec: onnxruntime for .onnx, transformers for HF directories and GGUF."""
     path = Path(spec)
     onnx = path if path.suffix.lower() == ".onnx" else None
-    if path.is_dir() and not any(path.glob("*.safetensors")) and not any(path.glob("*.gguf")):
-        found = sorted(path.glob("*.onnx"))
-        onnx = found[0] if len(found) == 1 else None
+    if path.is_dir() and not any(path.glob("*.safetensors")) and not (path / "config.json").is_file():
+        ggufs, found = sorted(path.glob("*.gguf")), sorted(path.glob("*.onnx"))
+        if len(ggufs) == 1:
+            path = ggufs[0]
+        elif len(found) == 1:
+            onnx = found[0]
     if onnx is not None:
         from provenance.activations.onnx_runner import OnnxActivationModel
 
@@ -110,8 +113,8 @@ def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet
     null = np.stack([cka_matrix(ta, permuted(tb, rng.permutation(n))) for _ in range(CKA_NULL_DRAWS)])
     layer_map = [(int(np.argmax(cka[:, j])), j, float(cka[:, j].max())) for j in range(cka.shape[1])]
     neurons = _neuron_tests(ca, cb, layer_map, seed)
-    layer_map = _refined_map(layer_map, neurons, cka)
     tests = sum(t["pairs_tried"] * (1 if t["p_agreement"] is None else 2) for t in neurons)
+    layer_map = _refined_map(layer_map, neurons, cka, tests)
     p = min(1.0, min(_layer_p(t) for t in neurons) * tests) if neurons else 1.0
     if not neurons:
         notes.append("MLP activations of the two models are not comparable (gated vs plain MLP): CKA only")
@@ -156,10 +159,9 @@ def _neuron_tests(ca: Captured, cb: Captured, layer_map: list[tuple[int, int, fl
     return out
 
 
-def _refined_map(layer_map: list[tuple[int, int, float]], neurons: list[dict],
-                 cka: np.ndarray) -> list[tuple[int, int, float]]:
+def _refined_map(layer_map: list[tuple[int, int, float]], neurons: list[dict], cka: np.ndarray,
+                 tests: int) -> list[tuple[int, int, float]]:
     """Where a candidate layer's neurons clearly match one base layer, that layer is its match; else CKA's."""
-    tests = sum(t["pairs_tried"] for t in neurons) or 1
     by_candidate = {t["candidate_layer"]: t["base_layer"] for t in neurons if _layer_p(t) * tests < DERIVED_P}
     return [(by_candidate.get(j, i), j, float(cka[by_candidate.get(j, i), j])) for i, j, _ in layer_map]
 
