@@ -57,43 +57,48 @@ class TorchActivationModel:
         key = hash((tuple(map(tuple, enc.input_ids)), tuple(map(tuple, positions))))
         if self._last is not None and self._last[0] == key:
             return self._last[1]
-        store: dict[str, list[torch.Tensor]] = {}
-        picks: list[tuple[torch.Tensor, torch.Tensor]] = []  # (batch rows, token indices) of the current batch
-        handles = self._hooks(store, picks)
-        tokens = 0
+        total = sum(len(p) for p in positions)
+        store: dict[str, np.ndarray] = {}  # view -> [layers, total, width], allocated on the first batch
+        picks: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (batch rows, token indices, write offset)
+        handles = self._hooks(store, picks, total)
+        tokens, offset = 0, 0
         try:
             for start in range(0, len(enc.input_ids), batch_size):
                 ids = enc.input_ids[start:start + batch_size]
                 pos = positions[start:start + batch_size]
                 rows = torch.tensor([r for r, p in enumerate(pos) for _ in p], dtype=torch.long, device=self.device)
                 cols = torch.tensor([c for p in pos for c in p], dtype=torch.long, device=self.device)
-                picks[:] = [(rows, cols)]
+                picks[:] = [(rows, cols, offset)]
                 batch, mask = _pad(ids, self.device)
                 tokens += int(mask.sum())
                 if len(cols):
                     self.model(input_ids=batch, attention_mask=mask)
+                offset += len(cols)
         finally:
             for h in handles:
                 h.remove()
-        n_layers = len(self.layers)
-        residual = np.stack([_cat(store.get(f"residual.{i}")) for i in range(n_layers)])
-        mlp = {v: np.stack([_cat(store.get(f"{v}.{i}")) for i in range(n_layers)]) for v in self.mlp_views}
+        residual = store.pop("residual", np.zeros((len(self.layers), 0, 0), dtype=np.float32))
+        mlp = {v: store[v] for v in self.mlp_views if v in store}
         self._last = (key, Captured(residual, mlp, tokens))
         return self._last[1]
 
-    def _hooks(self, store: dict[str, list[torch.Tensor]], picks: list) -> list[Any]:
-        def keep(key: str):
+    def _hooks(self, store: dict[str, np.ndarray], picks: list, total: int) -> list[Any]:
+        """Forward hooks that copy the picked positions straight into one preallocated array per tensor."""
+        def keep(view: str, layer: int):
             def hook(_module: Any, _inputs: Any, output: Any) -> None:
                 out = output[0] if isinstance(output, tuple) else output
-                rows, cols = picks[0]
-                store.setdefault(key, []).append(out[rows, cols].float().cpu())
+                rows, cols, offset = picks[0]
+                got = out[rows, cols].float().cpu().numpy()
+                if view not in store:
+                    store[view] = np.empty((len(self.layers), total, got.shape[-1]), dtype=np.float32)
+                store[view][layer, offset:offset + len(got)] = got
             return hook
 
         handles = []
         for i, layer in enumerate(self.layers):
-            handles.append(layer.register_forward_hook(keep(f"residual.{i}")))
+            handles.append(layer.register_forward_hook(keep("residual", i)))
             for view, name in self.mlp_views.items():
-                handles.append(layer.get_submodule(name).register_forward_hook(keep(f"{view}.{i}")))
+                handles.append(layer.get_submodule(name).register_forward_hook(keep(view, i)))
         return handles
 
     def close(self) -> None:
@@ -101,10 +106,6 @@ class TorchActivationModel:
         self.model = None  # type: ignore[assignment]
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-def _cat(parts: list[torch.Tensor] | None) -> np.ndarray:
-    return torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def _pad(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

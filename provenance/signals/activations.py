@@ -23,7 +23,7 @@ from provenance.stats.cka import cka_matrix, gram_terms, permuted
 from provenance.stats.neurons import neuron_match
 
 MAX_POSITIONS = 1024  # bounds the Gram matrices: n² floats per layer
-CKA_NULL_DRAWS = 8
+CKA_NULL_DRAWS = 4  # only the reported spread of CKA under shuffled samples; no verdict uses it
 DERIVED_P = 1e-6
 MIN_NEURON_EFFECT = 0.2  # median over matched layers of max(in place, gate/up agreement)
 INDEPENDENT_P = 1e-2
