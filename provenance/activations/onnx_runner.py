@@ -28,7 +28,7 @@ from provenance.errors import (
     UnknownFormatError,
 )
 from provenance.io.onnx_graph import GraphIndex, is_param_name, scope_module
-from provenance.io.onnx_reader import _check_tensors, _load_model
+from provenance.io.onnx_reader import check_external_tensors, load_model_proto
 
 _LN_OPS = frozenset({"LayerNormalization", "SkipLayerNormalization"})  # output 0: the normed value
 _GELU_OPS = frozenset({"Gelu", "FastGelu", "BiasGelu"})
@@ -72,10 +72,10 @@ class OnnxActivationModel:
                  threads: int | None = None) -> None:
         self.path = Path(path)
         self.name = f"{self.path.parent.name}/{self.path.name}"
-        model = _load_model(self.path)
+        model = load_model_proto(self.path)
         check_ops(model, self.path)
         index = GraphIndex.build(model.graph)
-        external = _check_tensors(self.path, index.consts)  # unsafe / missing / short external data
+        external = check_external_tensors(self.path, index.consts)  # unsafe / missing / short external data
         self.max_length = max_length or position_rows(model.graph, index) or 512
         source = tokenizer if tokenizer is not None else self.path.parent / "tokenizer.json"
         self.tokenizer_file = source if isinstance(source, Path) else None

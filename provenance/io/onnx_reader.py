@@ -87,9 +87,9 @@ class OnnxTensorReader:
     def __init__(self, path: Path) -> None:
         """Parse the graph and check every stored tensor; no weight data is decoded yet."""
         self.path = Path(path)
-        model = _load_model(self.path)
+        model = load_model_proto(self.path)
         self._index = GraphIndex.build(model.graph)
-        self._external = _check_tensors(self.path, self._index.consts)
+        self._external = check_external_tensors(self.path, self._index.consts)
         specs, skipped = find_weights(self._index)
         names, methods = recover_names(self._index, specs)
         self._plans = {n: _Plan(s, needs_transpose(self._index, s)) for n, s in zip(names, specs)}
@@ -219,7 +219,7 @@ def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int)
     return {"Mul": torch.mul, "Sub": torch.sub, "Div": torch.div, "Add": torch.add}[op](a, b)
 
 
-def _load_model(path: Path) -> onnx.ModelProto:
+def load_model_proto(path: Path) -> onnx.ModelProto:
     """The ModelProto without external data; bad files become one-line CorruptFileErrors."""
     if not path.exists():
         raise MissingFileError("ONNX model file not found; check the path", path=path)
@@ -261,7 +261,7 @@ def _nbytes(tensor: TensorProto) -> int:
     return int(np.ceil(numel(list(tensor.dims)) * size)) if size is not None else 0
 
 
-def _check_tensors(path: Path, consts: dict[str, TensorProto]) -> dict[str, _External]:
+def check_external_tensors(path: Path, consts: dict[str, TensorProto]) -> dict[str, _External]:
     """Check each stored tensor's data against its dims; map external ones to safe file spans."""
     external: dict[str, _External] = {}
     for name, tensor in consts.items():
