@@ -37,3 +37,33 @@ def test_roles_stream_to_cuda_identically(tiny_llama):
             assert gpu.device.type == "cuda"
             assert torch.equal(gpu.cpu(), cpu)
             assert torch.equal(m.tensor(role, device="cuda", dtype="bf16").float().cpu(), cpu.bfloat16().float())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_neuron_matching_on_cuda_matches_cpu():
+    import numpy as np
+
+    from provenance.stats.neurons import neuron_match
+
+    rng = np.random.default_rng(1)
+    g, u = rng.standard_normal((300, 96)), rng.standard_normal((300, 96))
+    perm = rng.permutation(96)
+    cpu = neuron_match(g, u, g[:, perm], u[:, perm], seed=0)
+    gpu = neuron_match(g, u, g[:, perm], u[:, perm], seed=0, device="cuda")
+    assert (cpu.agreement, cpu.in_place) == (gpu.agreement, gpu.in_place)
+    assert np.array_equal(cpu.matching, gpu.matching)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_activation_capture_on_cuda_in_bf16():
+    from provenance.activations.positions import aligned_positions
+    from provenance.signals.activations import open_runner
+    from tests.real_models import MINILM_DIR, require
+
+    runner = open_runner(require(MINILM_DIR), device="cuda")
+    enc = runner.encode(["The river bends twice before it reaches the sea."])
+    pos, _, _ = aligned_positions(enc, enc, per_text=8)
+    cap = runner.capture(enc, pos)
+    assert runner.dtype == torch.bfloat16 and cap.residual.shape[:2] == (6, len(pos[0]))

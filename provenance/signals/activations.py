@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from provenance.activations.base import ActivationModel, Captured
 from provenance.activations.positions import aligned_positions
@@ -95,8 +96,11 @@ def tokenizer_file_of(m: ActivationModel) -> Any:
 
 def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet, *, seed: int = 0,
                         batch_size: int = 8, notes: list[str] | None = None,
-                        max_positions: int = MAX_POSITIONS) -> ActivationEvidence:
-    """Run both models on the probes at aligned positions; CKA map, neuron tests, combined p-value."""
+                        max_positions: int = MAX_POSITIONS, stats_device: str = "cpu") -> ActivationEvidence:
+    """Run both models on the probes at aligned positions; CKA map, neuron tests, combined p-value.
+
+    `stats_device` runs the neuron correlations (the costly part for wide MLPs) on that device.
+    """
     notes = list(notes or [])
     texts = list(probes.texts)
     ea, eb = a.encode(texts), b.encode(texts)
@@ -112,7 +116,7 @@ def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet
     rng = np.random.default_rng(seed)
     null = np.stack([cka_matrix(ta, permuted(tb, rng.permutation(n))) for _ in range(CKA_NULL_DRAWS)])
     layer_map = [(int(np.argmax(cka[:, j])), j, float(cka[:, j].max())) for j in range(cka.shape[1])]
-    neurons = _neuron_tests(ca, cb, layer_map, seed)
+    neurons = _neuron_tests(ca, cb, layer_map, seed, stats_device)
     tests = sum(t["pairs_tried"] * (1 if t["p_agreement"] is None else 2) for t in neurons)
     layer_map = _refined_map(layer_map, neurons, cka, tests)
     p = min(1.0, min(_layer_p(t) for t in neurons) * tests) if neurons else 1.0
@@ -135,7 +139,8 @@ def _candidate_pairs(layer_map: list[tuple[int, int, float]], n_a: int, n_b: int
     return out
 
 
-def _neuron_tests(ca: Captured, cb: Captured, layer_map: list[tuple[int, int, float]], seed: int) -> list[dict]:
+def _neuron_tests(ca: Captured, cb: Captured, layer_map: list[tuple[int, int, float]], seed: int,
+                  device: str = "cpu") -> list[dict]:
     """Per candidate layer, the most significant neuron match among its candidate base layers."""
     if set(ca.mlp) != set(cb.mlp) or not ca.mlp:
         return []
@@ -146,9 +151,9 @@ def _neuron_tests(ca: Captured, cb: Captured, layer_map: list[tuple[int, int, fl
         for i in bases:
             if gated:
                 r = neuron_match(ca.mlp["gate"][i], ca.mlp["up"][i], cb.mlp["gate"][j], cb.mlp["up"][j],
-                                 seed=seed + j)
+                                 seed=seed + j, device=device)
             else:
-                r = neuron_match(ca.mlp["act"][i], None, cb.mlp["act"][j], None, seed=seed + j)
+                r = neuron_match(ca.mlp["act"][i], None, cb.mlp["act"][j], None, seed=seed + j, device=device)
             row = {"base_layer": i, "candidate_layer": j, "in_place": round(r.in_place, 6), "p_in_place": r.p_in_place,
                    "agreement": None if r.agreement is None else round(r.agreement, 6),
                    "chance_agreement": None if r.chance_agreement is None else round(r.chance_agreement, 6),
@@ -236,8 +241,10 @@ def run_activations(base: str | Path, candidate: str | Path, *, device: str = "a
     notes: list[str] = []
     a, b = open_pair(base, candidate, device=device, notes=notes)
     try:
+        stats_device = "cuda" if str(device).startswith("cuda") or (
+            device == "auto" and torch.cuda.is_available()) else "cpu"
         return activation_evidence(a, b, load_probes().subset(probe_texts), seed=seed, batch_size=batch_size,
-                                   notes=notes)
+                                   notes=notes, stats_device=stats_device)
     finally:
         a.close()
         b.close()

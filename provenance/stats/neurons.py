@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.stats import poisson
 
 
@@ -38,16 +39,16 @@ class NeuronMatch:
     matching: np.ndarray  # int [f_a]: best candidate neuron per base neuron (gate view, or the only view)
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    x = x - x.mean(axis=0)
-    sd = x.std(axis=0)
-    return np.divide(x, sd, out=np.zeros_like(x), where=sd > 1e-12)
+def _standardize(x: np.ndarray, device: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    t = t - t.mean(dim=0)
+    sd = t.std(dim=0, unbiased=False)
+    return torch.where(sd > 1e-12, t / sd.clamp_min(1e-12), torch.zeros_like(t))
 
 
-def _best(za: np.ndarray, zb: np.ndarray) -> np.ndarray:
+def _best(za: torch.Tensor, zb: torch.Tensor) -> np.ndarray:
     """For every base neuron, the candidate neuron its activations correlate with most."""
-    return np.argmax(za.T @ zb, axis=1)
+    return torch.argmax(za.T @ zb, dim=1).cpu().numpy()
 
 
 def _poisson_p(k: int, mean: float) -> float:
@@ -55,22 +56,25 @@ def _poisson_p(k: int, mean: float) -> float:
 
 
 def neuron_match(gate_a: np.ndarray, up_a: np.ndarray | None, gate_b: np.ndarray, up_b: np.ndarray | None, *,
-                 null_draws: int = 4, seed: int = 0, null_neurons: int = 512) -> NeuronMatch:
-    """Match neurons of two MLP layers from [n samples, f neurons] activations (same samples, same order)."""
-    za, zb = _standardize(gate_a), _standardize(gate_b)
+                 null_draws: int = 4, seed: int = 0, null_neurons: int = 512, device: str = "cpu") -> NeuronMatch:
+    """Match neurons of two MLP layers from [n samples, f neurons] activations (same samples, same order).
+
+    The f_a × f_b correlations are the cost (n·f² per view); `device="cuda"` runs them on a GPU.
+    """
+    za, zb = _standardize(gate_a, device), _standardize(gate_b, device)
     f_a, f_b = za.shape[1], zb.shape[1]
     m_gate = _best(za, zb)
     in_place = int(np.count_nonzero(m_gate[:min(f_a, f_b)] == np.arange(min(f_a, f_b))))
     p_place = _poisson_p(in_place, f_a / f_b)
     if up_a is None or up_b is None:
         return NeuronMatch(None, None, None, in_place / f_a, p_place, m_gate)
-    ua, ub = _standardize(up_a), _standardize(up_b)
+    ua, ub = _standardize(up_a, device), _standardize(up_b, device)
     agree = int(np.count_nonzero(m_gate == _best(ua, ub)))
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.choice(f_a, size=min(null_neurons, f_a), replace=False))
     hits = 0
     for _ in range(null_draws):
-        perm = rng.permutation(len(zb))
+        perm = torch.as_tensor(rng.permutation(len(zb)), device=zb.device)
         hits += int(np.count_nonzero(_best(za[:, sub], zb[perm]) == _best(ua[:, sub], ub[perm])))
     chance = max(hits / (null_draws * len(sub)), 1.0 / f_b)  # never below the uniform rate
     return NeuronMatch(agree / f_a, chance, _poisson_p(agree, chance * f_a), in_place / f_a, p_place, m_gate)
