@@ -186,3 +186,13 @@ def test_model_code_shipped_with_a_checkpoint_is_refused(tiny_llama, tmp_path):
     assert proc.stderr.startswith(f"provenance: error: {folder / 'config.json'}: model type 'totally_new' needs code "
                                   "shipped with the model (auto_map)")
     assert "executed!" not in proc.stdout + proc.stderr
+
+
+def test_renamed_shell_is_refused_rather_than_run_with_random_weights(tiny_llama, tmp_path):
+    """transformers would silently initialise weights it cannot find by name; the runner refuses."""
+    from provenance.errors import UnknownFormatError
+
+    state, cfg = fam.load_variant(tiny_llama[0])
+    folder = write_hf_dir(tmp_path / "renamed", fam.rename_opaque(state, seed=1), cfg)
+    with pytest.raises(UnknownFormatError, match=r"weights transformers' LlamaModel needs are not in the checkpoint"):
+        open_runner(folder, device="cpu")

@@ -166,7 +166,13 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
         raise UnknownFormatError(f"model type {config.get('model_type')!r} needs code shipped with the model "
                                  "(auto_map) or is unknown to transformers; provenance never runs remote code",
                                  path=config_file)
-    model = transformers.AutoModel.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False)
+    model, info = transformers.AutoModel.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False,
+                                                          output_loading_info=True)
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith(("rotary_emb.inv_freq", "position_ids"))]
+    if missing:  # transformers would run those weights randomly initialised: a renamed shell, say
+        raise UnknownFormatError(f"{len(missing)} weights transformers' {type(model).__name__} needs are not in "
+                                 f"the checkpoint under its names (e.g. {missing[0]!r}); activations cannot run a "
+                                 "checkpoint whose tensor names do not match its config", path=folder)
     file = folder / "tokenizer.json"
     return (model, _tokenizer_file(file), file) if file.is_file() else (model, None, None)
 
