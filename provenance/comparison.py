@@ -114,7 +114,7 @@ def _model_info(m: CanonicalModel, hashes: bool, vocab: Vocabulary | None = None
             "architecture": ck.config.get("model_type"), "definition": rm.definition,
             "roles_inferred": rm.inferred, "layers": rm.num_layers, "parameters": ck.parameter_count(),
             "dtypes": dict(Counter(s.dtype for s in rm.roles.values()).most_common()),
-            "tokenizer": _vocab_info(vocab), "sha256": ck.sha256() if hashes else {}}
+            "tokenizer": vocab.summary() if vocab is not None else None, "sha256": ck.sha256() if hashes else {}}
 
 
 def _shapes(a: CanonicalModel, b: CanonicalModel) -> dict[str, Any]:
@@ -261,8 +261,4 @@ def _tokenizer_info(spec: str | os.PathLike[str], v: Vocabulary, hashes: bool) -
     src = Path(v.source)
     return {"spec": str(spec), "path": str(src), "format": f"tokenizer ({v.format})", "architecture": None,
             "definition": None, "roles_inferred": None, "layers": None, "parameters": None, "dtypes": {},
-            "tokenizer": _vocab_info(v), "sha256": {src.name: file_sha256(src)} if hashes and src.is_file() else {}}
-
-
-def _vocab_info(v: Vocabulary | None) -> dict[str, Any] | None:
-    return None if v is None else v.summary()
+            "tokenizer": v.summary(), "sha256": {src.name: file_sha256(src)} if hashes and src.is_file() else {}}

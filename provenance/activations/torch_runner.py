@@ -7,7 +7,6 @@ Accepts an HF directory whose config names a model type transformers knows (cust
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from provenance.activations.base import Captured, Encoded
 from provenance.errors import CorruptFileError, MissingFileError, UnknownFormatError
 from provenance.io.convert import resolve_device
+from provenance.jsonfile import read_json
 
 _GATED = (("gate_proj", "up_proj"), ("w1", "w3"), ("gate", "up"))
 _PLAIN_ACT = ("intermediate", "mlp.act", "mlp.act_fn")
@@ -161,7 +161,7 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
     if not config_file.is_file():
         raise MissingFileError("no config.json: activations need an HF directory with a config, or a GGUF file",
                                path=folder)
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = read_json(config_file)
     if config.get("auto_map") or config.get("model_type") not in transformers.CONFIG_MAPPING:
         raise UnknownFormatError(f"model type {config.get('model_type')!r} needs code shipped with the model "
                                  "(auto_map) or is unknown to transformers; provenance never runs remote code",

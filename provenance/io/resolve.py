@@ -6,7 +6,6 @@ Accepted specs: a Hugging Face-layout directory, a single weights file (.safeten
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from provenance.io.checkpoint import Checkpoint
 from provenance.io.hf_cache import looks_like_repo_id, resolve_repo_id
 from provenance.io.safetensors_reader import SafetensorsReader
 from provenance.io.torch_reader import TorchReader
+from provenance.jsonfile import read_json
 
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -57,7 +57,7 @@ def _open_file(spec: str, path: Path) -> Checkpoint:
 def _assemble(spec: str, root: Path, folder: Path, reader: TensorReader, extra: list[Path]) -> Checkpoint:
     """Attach config and tokenizer files found beside the weights (or inside a GGUF)."""
     config_file = folder / "config.json" if (folder / "config.json").is_file() else None
-    config: dict[str, Any] = _read_json(config_file) if config_file else {}
+    config: dict[str, Any] = read_json(config_file) if config_file else {}
     embedded = None
     if hasattr(reader, "config") and not config:
         config = reader.config()
@@ -119,7 +119,7 @@ def reader_for_file(path: Path) -> TensorReader:
 
 def read_shard_index(index: Path) -> dict[str, str]:
     """The `weight_map` of a shard index, checked to be tensor name -> relative file name."""
-    data = _read_json(index)
+    data = read_json(index)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CorruptFileError("shard index has no 'weight_map' object of tensor -> file name", path=index)
@@ -135,9 +135,3 @@ def safe_join(root: Path, relative: str, source: Path) -> Path:
                               path=source)
     return root / normalized
 
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"not valid JSON ({exc})", path=path) from None

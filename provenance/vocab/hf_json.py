@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provenance.errors import CorruptFileError, UnknownFormatError
+from provenance.jsonfile import read_json
 from provenance.vocab.model import ADDED, BYTE, NORMAL, SPECIAL, Vocabulary, from_pairs
 from provenance.vocab.pieces import (
     METASPACE,
@@ -25,14 +26,6 @@ from provenance.vocab.pieces import (
 
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 Speller = Callable[[str], bytes | None]
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a one-line CorruptFileError when it is not JSON."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CorruptFileError(f"not valid JSON ({str(exc).splitlines()[0]})", path=path) from None
 
 
 def read_tokenizer_json(path: Path, data: Any = None) -> Vocabulary:

@@ -16,10 +16,10 @@ from provenance.errors import (
     MissingFileError,
     UnknownFormatError,
 )
+from provenance.jsonfile import read_json
 from provenance.vocab.hf_json import (
     is_tokenizer_json,
     not_a_tokenizer,
-    read_json,
     read_tokenizer_json,
     read_vocab_json,
     read_vocab_txt,
@@ -107,7 +107,7 @@ def _from_json(path: Path) -> Vocabulary:
     if isinstance(data, dict) and isinstance(data.get("config"), dict) and isinstance(data.get("vocab"), list):
         from provenance.vocab.tekken import read_tekken
 
-        return read_tekken(path)
+        return read_tekken(path, data)
     if isinstance(data, dict) and data and all(isinstance(v, int) for v in data.values()):
         return read_vocab_json(path)
     raise not_a_tokenizer(path)

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from pathlib import Path
 from typing import Any
 
 from provenance.errors import CorruptFileError
+from provenance.jsonfile import read_json
 from provenance.vocab.model import ADDED, NORMAL, SPECIAL, Vocabulary, from_pairs
 
 
-def _load(path: Path) -> dict[str, Any]:
-    """The parsed file, which must be a JSON object; a one-line error otherwise."""
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CorruptFileError(f"not valid JSON ({str(exc).splitlines()[0]}); a Tekken file is the "
-                               "tekken.json shipped with the model", path=path) from None
+def _checked(data: Any, path: Path) -> dict[str, Any]:
+    """The parsed file, which must be a JSON object with a config and a vocab; a one-line error otherwise."""
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict) \
             or not isinstance(data.get("vocab"), list):
         raise CorruptFileError("not a Tekken file: expected a JSON object with a 'config' object and a "
@@ -110,10 +105,12 @@ def _specials(entries: Any, n_special: int, path: Path) -> list[tuple[int, bytes
     return pairs
 
 
-def read_tekken(path: Path) -> Vocabulary:
-    """A Tekken ``tekken.json`` in canonical form, ids as mistral-common assigns them."""
+def read_tekken(path: Path, data: Any = None) -> Vocabulary:
+    """A Tekken ``tekken.json`` in canonical form, ids as mistral-common assigns them (`data`: already parsed)."""
     path = Path(path)
-    data = _load(path)
+    if data is None:
+        data = read_json(path, hint="a Tekken file is the tekken.json shipped with the model")
+    data = _checked(data, path)
     config, entries = data["config"], data["vocab"]
     n_special, live = _sizes(config, len(entries), path)
     pairs = _ordinary(entries, live, n_special, path)
