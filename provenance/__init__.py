@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "CanonicalModel": "provenance.arch.view", "open_model": "provenance.arch.view",
-    "CompareOptions": "provenance.comparison", "CompareResult": "provenance.comparison",
+    "CompareOptions": "provenance.comparison", "CompareResult": "provenance.result",
     "compare": "provenance.comparison",
     "InspectResult": "provenance.inspect", "inspect_model": "provenance.inspect",
     "Checkpoint": "provenance.io", "open_checkpoint": "provenance.io",

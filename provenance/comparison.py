@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import shlex
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from provenance import __version__
+from provenance.aggregate import SignalVerdict, aggregate
 from provenance.arch.view import CanonicalModel, open_model
 from provenance.errors import InvalidParameterError, ProvenanceError
 from provenance.evidence import (
@@ -28,6 +30,7 @@ from provenance.evidence import (
 )
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
+from provenance.result import CompareResult
 from provenance.signals.activations import (
     ActivationEvidence,
     activation_items,
@@ -75,39 +78,6 @@ class CompareOptions:
             raise InvalidParameterError("probe_texts", "compare", "between 8 and 320", self.probe_texts)
 
 
-@dataclass
-class CompareResult:
-    """The comparison: both models, the verdict, evidence items, the layer map, the environment."""
-
-    base: dict[str, Any]
-    candidate: dict[str, Any]
-    verdict: Verdict
-    evidence: list[Evidence]
-    layer_map: list[list[float]]
-    environment: dict[str, Any]
-    weights: WeightEvidence | None = field(default=None, repr=False)
-    tokenizer: VocabComparison | None = field(default=None, repr=False)
-    activations: ActivationEvidence | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of DESIGN.md (`provenance.compare/1`)."""
-        v = asdict(self.verdict)
-        return {"schema": SCHEMA, "base": self.base, "candidate": self.candidate,
-                "verdict": {k: v[k] for k in ("label", "relation", "confidence", "p_value", "explanation")},
-                "evidence": [asdict(e) for e in self.evidence], "layer_map": self.layer_map,
-                "environment": self.environment}
-
-    def evidence_frame(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame([{k: v for k, v in asdict(e).items() if k != "details"} for e in self.evidence])
-
-    def layer_map_frame(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(self.layer_map, columns=["base_layer", "candidate_layer", "similarity"])
-
-
 def _model_info(m: CanonicalModel, hashes: bool, vocab: Vocabulary | None = None) -> dict[str, Any]:
     ck, rm = m.checkpoint, m.roles
     return {"spec": ck.spec, "path": str(ck.root), "format": ck.format,
@@ -139,10 +109,27 @@ def _shapes(a: CanonicalModel, b: CanonicalModel) -> dict[str, Any]:
             "dtypes_differ": (da[0][0] if da else None) != (db[0][0] if db else None), "tolerance": tolerance}
 
 
-def _environment(device: torch.device, seed: int) -> dict[str, Any]:
+def _environment(device: torch.device, opts: CompareOptions, base: Any, candidate: Any) -> dict[str, Any]:
+    """Versions, device, seed, date, and the command line that reproduces the run."""
     return {"provenance": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "seed": seed, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "seed": opts.seed, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line(base, candidate, opts),
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()
+                        if k != "progress"}}
+
+
+def command_line(base: Any, candidate: Any, opts: CompareOptions) -> str:
+    """`provenance compare ...` with every option that changes the numbers."""
+    args = ["provenance", "compare", str(base), str(candidate)]
+    if opts.signals is not None:
+        args += ["--signals", ",".join(opts.signals)]
+    args += ["--device", opts.device, "--seed", str(opts.seed)]
+    if "activations" in (opts.signals or ()):
+        args += ["--probes", str(opts.probe_texts), "--batch-size", str(opts.batch_size)]
+    if not opts.hashes:
+        args.append("--no-hash")
+    return shlex.join(args)
 
 
 def _progress_bar(a: CanonicalModel, b: CanonicalModel, enabled: bool) -> Any:
@@ -155,9 +142,18 @@ def _progress_bar(a: CanonicalModel, b: CanonicalModel, enabled: bool) -> Any:
 
 
 def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
-            options: CompareOptions | None = None) -> CompareResult:
-    """Compare two specs (models, or tokenizers alone); returns a CompareResult (never prints or writes)."""
-    opts = options or CompareOptions()
+            options: CompareOptions | None = None, **overrides: Any) -> CompareResult:
+    """Compare two specs (models, or tokenizers alone); returns a CompareResult (never prints or writes).
+
+    Options come as a `CompareOptions`, or as its fields by keyword:
+    `compare(a, b, signals=("weights", "activations"), device="cpu")`.
+    """
+    if isinstance(overrides.get("signals"), str):
+        overrides["signals"] = tuple(s.strip() for s in overrides["signals"].split(",") if s.strip())
+    try:
+        opts = replace(options or CompareOptions(), **overrides)
+    except TypeError as exc:
+        raise InvalidParameterError("options", "compare", f"fields of CompareOptions ({exc})", "") from None
     device = resolve_device(opts.device)
     alone = [str(s) for s in (base, candidate) if is_tokenizer_only(s)]
     if alone:
@@ -185,22 +181,23 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
             evidence += weight_items(w)
         if "tokenizer" in signals:
             tok, items = _tokenizer_evidence(va, vb, token_map)
-            evidence += [Evidence("tokenizer", None, None, u, {"kind": "unreadable"}) for u in unreadable] + items
+            evidence += [Evidence("tokenizer", None, None, u, kind="unreadable") for u in unreadable] + items
         act = None
         if "activations" in signals:
             act = run_activations(base, candidate, device=str(device), seed=opts.seed, probe_texts=opts.probe_texts,
                                   batch_size=opts.batch_size)
             evidence += activation_items(act)
+        cmp = None
         if "config" in signals:
             cmp = config_comparison(a, b)
-            evidence.append(Evidence("config", None, None, config_finding(cmp), cmp))
-        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act)
+            evidence.append(Evidence("config", None, None, config_finding(cmp), cmp, kind="config"))
+        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act, cmp)
         if w and w.layer_map:
             layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs]
         else:
             layer_map = [[x, y, round(s, 6)] for x, y, s in act.layer_map] if act else []
         return CompareResult(_model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb), verdict, evidence,
-                             layer_map, _environment(device, opts.seed), w, tok, act)
+                             layer_map, _environment(device, opts, base, candidate), w, tok, act)
 
 
 def _readable_vocabulary(m: CanonicalModel, side: str, problems: list[str]) -> Vocabulary | None:
@@ -217,35 +214,21 @@ def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
     if va is None or vb is None:
         side = "either model" if va is None and vb is None else "the base" if va is None else "the candidate"
         return None, [Evidence("tokenizer", None, None, f"Not compared: no tokenizer found for {side}.",
-                               {"kind": "coverage"})]
+                               kind="coverage")]
     tok = compare_vocabularies(va, vb, token_map)
     return tok, tokenizer_items(tok)
 
 
 def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any],
-             act: ActivationEvidence | None = None) -> Verdict:
-    """Weights decide when compared (activations where the weights cannot tell); then activations;
-    the tokenizer alone last; metadata never."""
-    av = activation_verdict(act) if act is not None else None
-    if w is not None:
-        v = decide(w, shapes)
-        if av is not None and v.label == "inconclusive" and av.label != "inconclusive":
-            av.explanation += f" (The weights were inconclusive: {v.explanation})"
-            return av
-        related = {"identical", "derived"}
-        if av is not None and "inconclusive" not in (av.label, v.label) and (av.label in related) != (v.label in related):
-            v.explanation += f" The activations disagree: {av.label} ({av.explanation})"
-        if tok is not None and v.label == "independent" and tok.relation in ("identical", "extension", "derived",
-                                                                             "shifted"):
-            v.explanation += (f" The tokenizers, though, are related ({tok.relation}): a reused tokenizer is "
-                              "common among independently trained models.")
-        return v
-    if av is not None:
-        return av
-    if tok is not None:
-        return tokenizer_verdict(tok)
-    return Verdict("inconclusive", None, 0.0, None,
-                   "Neither weights nor tokenizers were compared; metadata alone decides nothing.")
+             act: ActivationEvidence | None = None, config: dict[str, Any] | None = None) -> Verdict:
+    """Each signal's own verdict, then one verdict over them (`provenance.aggregate`)."""
+    readings = [SignalVerdict("weights", decide(w, shapes) if w is not None else None, ran=w is not None),
+                SignalVerdict("activations", activation_verdict(act) if act is not None else None,
+                              ran=act is not None),
+                SignalVerdict("tokenizer", tokenizer_verdict(tok) if tok is not None else None, ran=tok is not None),
+                SignalVerdict("config", None, config_finding(config) if config is not None else "",
+                              ran=config is not None)]
+    return aggregate(readings)
 
 
 def _compare_tokenizers(base: str | os.PathLike[str], candidate: str | os.PathLike[str], opts: CompareOptions,
@@ -253,8 +236,9 @@ def _compare_tokenizers(base: str | os.PathLike[str], candidate: str | os.PathLi
     """Tokenizer-only comparison: one of the inputs has no weights."""
     va, vb = load_vocabulary(base), load_vocabulary(candidate)
     tok = compare_vocabularies(va, vb)
+    env = _environment(device, opts, base, candidate)
     return CompareResult(_tokenizer_info(base, va, opts.hashes), _tokenizer_info(candidate, vb, opts.hashes),
-                         tokenizer_verdict(tok), tokenizer_items(tok), [], _environment(device, opts.seed), None, tok)
+                         _verdict(None, tok, {}), tokenizer_items(tok), [], env, None, tok)
 
 
 def _tokenizer_info(spec: str | os.PathLike[str], v: Vocabulary, hashes: bool) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from provenance.signals.weights import WeightEvidence
 
 DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
@@ -41,6 +43,16 @@ class Evidence:
     p_value: float | None
     finding: str
     details: dict[str, Any] = field(default_factory=dict)
+    kind: str = "finding"  # what the item is within its signal (EVIDENCE_KINDS); renderers find items by it
+
+
+# Item kinds per signal (the JSON schema lists the same): renderers and notebooks select items by these.
+EVIDENCE_KINDS = {
+    "weights": ("layer test", "alignment", "magnitudes", "bad tensor", "coverage"),
+    "tokenizer": ("vocabulary", "missing tokens", "rules", "unreadable", "coverage"),
+    "activations": ("neurons", "cka"),
+    "config": ("config",),
+}
 
 
 @dataclass
@@ -50,6 +62,9 @@ class Verdict:
     confidence: float
     p_value: float | None
     explanation: str
+    decided_by: list[str] = field(default_factory=list)  # the signals whose tests carry the label
+    signals: list[dict[str, Any]] = field(default_factory=list)  # each signal's own verdict and its role
+    disagreements: list[str] = field(default_factory=list)  # where signals point different ways, in words
 
 
 def _relations(w: WeightEvidence, shapes: dict[str, Any], cosine: float | None, change: float | None) -> list[str]:
@@ -135,20 +150,25 @@ def weight_items(w: WeightEvidence) -> list[Evidence]:
                                "p_exact_bound": lm.p_exact, "null_mean": round(lm.null_mean, 6),
                                "null_sd": round(lm.null_sd, 6), "comparable_roles": w.comparable,
                                "per_layer": [{"base": a, "candidate": b, "similarity": round(s, 6),
-                                              "p_value": p} for a, b, s, p in lm.best], **w.map_facts}))
+                                              "p_value": p} for a, b, s, p in lm.best],
+                               "similarity_matrix": {"base_layers": list(lm.base_layers),
+                                                     "candidate_layers": list(lm.candidate_layers),
+                                                     "values": np.round(lm.similarity, 4).tolist()},
+                               **w.map_facts}, kind="layer test"))
     if al is not None:
         items.append(Evidence("weights", round(al.quality, 6), None,
                               f"Residual dimensions aligned from {al.n_tokens} embedding rows paired by "
                               f"{al.paired_by}: held-out median correlation {al.quality:.3f}"
-                              f"{' (identity map)' if al.is_identity else ''}.", al.summary()))
+                              f"{' (identity map)' if al.is_identity else ''}.", al.summary(), kind="alignment"))
     if w.similarity.get("sketches_compared"):
         items.append(Evidence("weights", w.similarity.get("matched_cosine"), None,
                               f"Matched layers' weights agree at cosine {w.similarity.get('matched_cosine')} "
-                              f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity)))
+                              f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity),
+                              kind="magnitudes"))
     for problem in w.problems:
-        items.append(Evidence("weights", None, None, problem, {"kind": "bad tensor"}))
+        items.append(Evidence("weights", None, None, problem, {}, kind="bad tensor"))
     if w.notes or any(w.only_in.values()):
         missing = "; ".join(f"{k} only in the {side}" for side, ks in w.only_in.items() for k in ks)
         items.append(Evidence("weights", None, None, "Not compared: " + "; ".join(filter(None, [missing] + w.notes))
-                              + ".", {"kind": "coverage", "only_in": w.only_in, "notes": w.notes}))
+                              + ".", {"only_in": w.only_in, "notes": w.notes}, kind="coverage"))
     return items

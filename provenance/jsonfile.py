@@ -9,13 +9,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from provenance.errors import CorruptFileError
+from provenance.errors import CorruptFileError, ProvenanceError
 
 
-def read_json(path: Path, *, hint: str = "") -> Any:
-    """Parse a UTF-8 JSON file; `hint` (what the file should be) is appended to the error."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(path: Path, *, hint: str = "", strict: bool = False) -> Any:
+    """Parse a UTF-8 JSON file; `hint` (what the file should be) is appended to the error.
+
+    `strict` refuses NaN and Infinity, which Python writes but JSON does not have.
+    """
     try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant if strict else None)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"not valid JSON ({first})" + (f"; {hint}" if hint else ""), path=path) from None

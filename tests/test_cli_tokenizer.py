@@ -97,7 +97,7 @@ def test_broken_tokenizer_beside_good_weights_is_reported_not_fatal(tiny_llama, 
     (folder / "tokenizer.json").write_text("{broken")
     r = compare(tiny_llama[0], folder, CompareOptions(device="cpu", hashes=False))
     assert r.verdict.label == "identical"  # the weights still decide
-    finding = next(e.finding for e in r.evidence if e.details.get("kind") == "unreadable")
+    finding = next(e.finding for e in r.evidence if e.kind == "unreadable")
     assert finding.startswith(f"The candidate's tokenizer could not be read: {folder / 'tokenizer.json'}: not valid JSON")
 
 

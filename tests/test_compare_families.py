@@ -134,3 +134,18 @@ def test_independent_same_shape_models_are_not_derived(base, independent):
         v = compare(a, b, OPTS).verdict
         assert v.label == "independent", (a.name, b.name, v.label, v.p_value, v.explanation)
         assert v.p_value > 0.01
+
+
+@pytest.mark.slow
+def test_same_tokenizer_on_independent_weights_is_a_reported_disagreement(smollm2_hf_tok, independent, tmp_path):
+    """The common honest case: a model trained from scratch with a borrowed tokenizer."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for f in independent[0].iterdir():
+        (scratch / f.name).symlink_to(f)
+    (scratch / "tokenizer.json").symlink_to(smollm2_hf_tok / "tokenizer.json")
+    v = compare(smollm2_hf_tok, scratch, OPTS).verdict
+    assert v.label == "independent" and v.decided_by == ["weights"]
+    roles = {s["signal"]: (s["label"], s["role"]) for s in v.signals}
+    assert roles["tokenizer"] == ("identical", "disagrees") and roles["config"][1] == "context"
+    assert len(v.disagreements) == 1 and "reused tokenizer is common" in v.disagreements[0]

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from provenance.comparison import CompareOptions, compare
+from provenance.report.schema import validate_result
 from tests.real_models import (
     BGE_ONNX,
     COLBERT_ONNX,
@@ -72,7 +73,8 @@ def test_json_contract(tiny_llama, tmp_path):
     assert all({"statistic", "p_value", "finding", "details"} <= set(e) for e in data["evidence"])
     assert data["layer_map"] == [[i, i, 1.0] for i in range(3)]
     assert {"provenance", "torch", "device", "seed"} <= set(data["environment"])
-    json.dumps(data)  # plain JSON all the way down
+    json.dumps(data, allow_nan=False)  # plain JSON all the way down
+    validate_result(data)
 
 
 def test_nan_and_zero_tensors_are_reported_not_scored(tiny_llama, tmp_path):
@@ -84,7 +86,7 @@ def test_nan_and_zero_tensors_are_reported_not_scored(tiny_llama, tmp_path):
     save_file(bad, str(tmp_path / "bad" / "model.safetensors"))
     (tmp_path / "bad" / "config.json").write_text((folder / "config.json").read_text())
     r = compare(folder, tmp_path / "bad", OPTS)
-    findings = [e.finding for e in r.evidence if e.details.get("kind") == "bad tensor"]
+    findings = [e.finding for e in r.evidence if e.kind == "bad tensor"]
     assert findings == ["candidate layers.1.mlp.up: contains NaN or Inf values; not scored",
                         "candidate layers.2.attn.k: all zeros; not scored"]
     assert r.verdict.label == "derived"
@@ -96,12 +98,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
     folder, _ = tiny_llama
-    out, md = tmp_path / "r.json", tmp_path / "r.md"
-    proc = _cli("compare", str(folder), str(folder), "--json", str(out), "--md", str(md), "--fail-on", "derived")
+    out, md, html = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.html"
+    proc = _cli("compare", str(folder), str(folder), "--json", str(out), "--md", str(md), "--html", str(html),
+                "--fail-on", "derived")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.startswith("verdict     IDENTICAL — exact copy")
-    assert json.loads(out.read_text())["verdict"]["label"] == "identical"
-    assert md.read_text().startswith(f"# Provenance: {folder} vs {folder}")
+    data = json.loads(out.read_text())
+    validate_result(data)
+    assert data["verdict"]["label"] == "identical"
+    assert md.read_text().startswith("# Provenance: ")
+    assert html.read_text().startswith("<!DOCTYPE html>") and "IDENTICAL" in html.read_text()
     assert _cli("compare", str(folder), str(folder), "--fail-on", "independent").returncode == 0
 
 
@@ -119,6 +125,14 @@ def test_cli_compare_bad_options_exit_2(tiny_llama, tmp_path, args, message):
     assert proc.stderr.startswith(f"provenance: error: {message}")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_compare_output_in_a_missing_directory_fails_before_any_work(tiny_llama, tmp_path):
+    json_out = tmp_path / "r.json"
+    proc = _cli("compare", str(tiny_llama[0]), str(tiny_llama[0]), "--json", str(json_out), "--html",
+                str(tmp_path / "nowhere" / "r.html"))
+    assert proc.returncode == 2 and "directory" in proc.stderr and "does not exist" in proc.stderr
+    assert not json_out.exists() and proc.stdout == ""
 
 
 def test_cli_compare_missing_candidate_exit_2(tiny_llama, tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from provenance.cli.output import write_atomic, write_json
+from provenance.cli.output import check_writable, write_atomic
 from provenance.comparison import (
     AVAILABLE_SIGNALS,
     CompareOptions,
@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
                    "activations run both models and are asked for explicitly; a tokenizer file or a directory "
                    "without weights gets the tokenizer signal only)")
     p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F")
+    p.add_argument("--html", metavar="F", help="write a self-contained HTML report to F")
     p.add_argument("--md", metavar="F", help="write a Markdown report to F")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
@@ -51,21 +52,29 @@ def _fail_labels(text: str | None) -> set[str]:
 
 def run(args: argparse.Namespace) -> int:
     fail_on = _fail_labels(args.fail_on)
+    check_writable(args.json, args.html, args.md)
     signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
     opts = CompareOptions(signals=signals, device=args.device, seed=args.seed, probe_texts=args.probes,
                           batch_size=args.batch_size, hashes=not args.no_hash, progress=True)
     result = compare(args.base, args.candidate, opts)
-    data = result.to_dict()
-    if args.md:
-        from provenance.report.markdown import render_markdown
-
-        markdown = render_markdown(data)
-    if args.json:
-        write_json(args.json, data)
-    if args.md:
-        write_atomic(args.md, markdown)
+    write_outputs(result, json_path=args.json, html_path=args.html, md_path=args.md)
     print_summary(result, sys.stdout)
     return 3 if result.verdict.label in fail_on else 0
+
+
+def write_outputs(result: CompareResult, *, json_path: str | None = None, html_path: str | None = None,
+                  md_path: str | None = None) -> None:
+    """Render every asked-for output first, then write each atomically (no half-written report set)."""
+    check_writable(json_path, html_path, md_path)
+    outputs = []
+    if json_path:
+        outputs.append((json_path, result.to_json()))
+    if html_path:
+        outputs.append((html_path, result.to_html()))
+    if md_path:
+        outputs.append((md_path, result.to_markdown()))
+    for path, text in outputs:
+        write_atomic(path, text)
 
 
 def print_summary(r: CompareResult, out: TextIO) -> None:

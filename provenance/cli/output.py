@@ -11,11 +11,22 @@ from typing import Any
 from provenance.errors import ProvenanceError
 
 
+def check_writable(*paths: str | os.PathLike[str] | None) -> None:
+    """Fail before any work when an output's directory is missing (or the path is a directory)."""
+    for path in paths:
+        if path is None:
+            continue
+        target = Path(path)
+        if target.is_dir():
+            raise ProvenanceError(f"cannot write {target}: it is a directory")
+        if not target.parent.is_dir():
+            raise ProvenanceError(f"cannot write {target}: directory {target.parent} does not exist")
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` via a temp file in the same directory, so a crash leaves no half file."""
     target = Path(path)
-    if not target.parent.is_dir():
-        raise ProvenanceError(f"cannot write {target}: directory {target.parent} does not exist")
+    check_writable(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

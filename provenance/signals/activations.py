@@ -224,12 +224,13 @@ def activation_items(ev: ActivationEvidence) -> list[Evidence]:
                                "(shuffled-sample null); Bonferroni over layers", "tests": ev.tests,
                        "probe_set": ev.probe_set, "probe_sha256": ev.probe_sha256, "positions": ev.positions,
                        "tokens": list(ev.tokens), "per_layer": ev.neurons,
-                       "carried_by": [[t["base_layer"], t["candidate_layer"]] for t in carried]})]
+                       "carried_by": [[t["base_layer"], t["candidate_layer"]] for t in carried]}, kind="neurons")]
     items.append(Evidence("activations", round(ev.statistic, 6), None,
                           f"Debiased CKA of the residual streams: mean {ev.statistic:.3f} over matched layers "
                           f"(shuffled samples: ±{ev.cka_null_sd:.3f}).",
                           {"cka": np.round(ev.cka, 6).tolist(), "null_sd": round(ev.cka_null_sd, 6),
-                           "layer_map": [[i, j, round(c, 6)] for i, j, c in ev.layer_map], "notes": ev.notes}))
+                           "layer_map": [[i, j, round(c, 6)] for i, j, c in ev.layer_map], "notes": ev.notes},
+                          kind="cka"))
     return items
 
 

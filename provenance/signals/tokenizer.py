@@ -13,15 +13,16 @@ def tokenizer_items(c: VocabComparison) -> list[Evidence]:
     """The relation with its statistic, then what differs around the vocabulary (specials, rules, merges)."""
     rel = c.relation + (f" ({c.direction})" if c.direction else "")
     items = [Evidence("tokenizer", round(c.score, 6), c.p_value, f"Tokenizers: {rel}: {c.explanation}.",
-                      c.details())]
+                      c.details(), kind="vocabulary")]
     lost = [f"all {d['class']} ({d['missing']:,})" for d in c.missing_from_candidate if d["entire"]]
     if lost and c.relation != "independent":
         items.append(Evidence("tokenizer", None, None, "The candidate lacks " + ", ".join(lost) + " of the base.",
-                              {"kind": "missing tokens", "classes": c.missing_from_candidate}))
+                              {"classes": c.missing_from_candidate}, kind="missing tokens"))
     around = _around(c)
     if around:
-        items.append(Evidence("tokenizer", None, None, around, {"kind": "rules", "specials": c.specials,
-                                                                 "rules": c.rules, "merges": c.merges}))
+        items.append(Evidence("tokenizer", None, None, around, {"specials": c.specials,
+                                                                 "rules": c.rules, "merges": c.merges},
+                              kind="rules"))
     return items
 
 
@@ -33,7 +34,7 @@ def tokenizer_verdict(c: VocabComparison) -> Verdict:
     confidence = 1.0 - c.p_value if label in ("identical", "derived") else 1.0 - c.score
     caveat = " A shared tokenizer does not by itself mean shared weights." if label in ("identical", "derived") else ""
     return Verdict(label, relation, round(confidence, 6), c.p_value,
-                   f"Tokenizer evidence only: {c.explanation}.{caveat}")
+                   f"{c.explanation[:1].upper()}{c.explanation[1:]}.{caveat}")
 
 
 def _around(c: VocabComparison) -> str:

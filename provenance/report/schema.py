@@ -1,0 +1,38 @@
+"""The published JSON Schema of compare results (`provenance.compare/1`) and validation against it."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from provenance.errors import ProvenanceError
+
+SCHEMA_ID = "provenance.compare/1"
+
+
+@lru_cache(maxsize=1)
+def compare_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) shipped in the package as `report/schemas/compare-1.json`."""
+    return json.loads(resources.files("provenance.report").joinpath("schemas/compare-1.json").read_text("utf-8"))
+
+
+def validate_result(data: Any, source: str = "result") -> None:
+    """Raise ProvenanceError naming the first violation (path and reason) when `data` is not a valid result."""
+    import jsonschema
+
+    if not isinstance(data, dict):
+        raise ProvenanceError(f"{source}: not a provenance result (a JSON object is expected)")
+    if data.get("schema") != SCHEMA_ID:
+        raise ProvenanceError(f"{source}: schema {str(data.get('schema'))[:60]!r} is not {SCHEMA_ID!r}")
+    validator = jsonschema.Draft202012Validator(compare_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ProvenanceError(f"{source}: does not match {SCHEMA_ID} at {where}: {_short(error.message)}")
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,214 @@
+"""HTML reports and the JSON schema on a real comparison; untrusted strings never become markup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import jsonschema
+import pytest
+
+from provenance.comparison import compare
+from provenance.report.html import render_html
+from provenance.report.schema import compare_schema, validate_result
+from provenance.result import CompareResult
+from tests.conftest import tiny_llama_state, write_hf_dir
+from tests.real_models import BGE_ONNX, COLBERT_ONNX, require
+
+EVIL = "<script>alert(1)</script>"
+ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "main", "header", "section", "h1", "h2", "h3", "p", "span",
+    "div", "code", "pre", "br", "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "details", "summary",
+    "figure", "figcaption",
+    # SVG written by matplotlib
+    "svg", "defs", "g", "path", "use", "clippath", "rect", "text", "style", "tspan", "polyline", "line", "circle",
+}
+
+
+class Markup(HTMLParser):
+    """Every start tag with its attributes, and the text, of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Markup:
+    m = Markup()
+    m.feed(html)
+    m.close()
+    return m
+
+
+def assert_inert(html: str) -> Markup:
+    """Only report markup: known tags, no event handlers, no links or sources leaving the page."""
+    m = parse(html)
+    assert {t for t, _ in m.tags} <= ALLOWED_TAGS, {t for t, _ in m.tags} - ALLOWED_TAGS
+    for tag, attrs in m.tags:
+        for name, value in attrs.items():
+            assert not name.startswith("on"), (tag, name)
+            if name in ("href", "xlink:href", "src", "action", "formaction"):
+                assert (value or "").startswith("#"), (tag, name, value)
+            assert "javascript:" not in (value or "").lower()
+    return m
+
+
+@pytest.fixture(scope="module")
+def real_result() -> CompareResult:
+    """bge-small vs colbert-small (a fine-tune), every signal, 8 probe texts."""
+    return compare(require(BGE_ONNX), require(COLBERT_ONNX), signals="weights,tokenizer,activations,config",
+                   probe_texts=8, device="cpu")
+
+
+def test_the_schema_is_valid_and_a_real_result_matches_it(real_result):
+    jsonschema.Draft202012Validator.check_schema(compare_schema())
+    data = json.loads(real_result.to_json())
+    validate_result(data)
+    assert data["verdict"]["label"] == "derived" and data["verdict"]["decided_by"] == ["weights", "activations"]
+    kinds = {(e["signal"], e["kind"]) for e in data["evidence"]}
+    assert {("weights", "layer test"), ("tokenizer", "vocabulary"), ("activations", "cka"),
+            ("activations", "neurons"), ("config", "config")} <= kinds
+    assert data["environment"]["command"].startswith("provenance compare ")
+    assert "--probes 8" in data["environment"]["command"]
+
+
+@pytest.mark.parametrize("edit, where", [
+    (lambda d: d["verdict"].update(label="probably"), "verdict/label"),
+    (lambda d: d["evidence"][0].update(p_value=1.5), "evidence/0/p_value"),
+    (lambda d: d["base"]["sha256"].update({"x": "not-a-digest"}), "base/sha256/x"),
+    (lambda d: next(e for e in d["evidence"] if e["kind"] == "layer test")["details"].pop("similarity_matrix"),
+     "evidence/0/details"),
+])
+def test_schema_violations_are_named(real_result, edit, where):
+    data = real_result.to_dict()
+    edit(data)
+    with pytest.raises(Exception, match=f"at {where}"):
+        validate_result(data, "r.json")
+
+
+def test_html_report_of_a_real_comparison(real_result):
+    html = real_result.to_html()
+    m = assert_inert(html)
+    ids = {a.get("id") for _, a in m.tags}
+    assert {"verdict", "signals", "models", "evidence", "weights", "weight-heatmap", "layer-plot", "tokenizer",
+            "activations", "cka-heatmap", "config", "reproducibility"} <= ids
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert sum(1 for t, _ in m.tags if t == "svg") == 3
+    text = " ".join(m.text)
+    assert "DERIVED" in text and "provenance-probes/1[8 of 320]" in text
+    assert real_result.candidate["sha256"]["model.onnx"] in text
+    assert html == real_result.to_html()  # deterministic, SVG included
+
+
+def test_saved_result_re_renders_identically_and_the_cli_writes_both_reports(real_result, tmp_path):
+    saved = tmp_path / "r.json"
+    real_result.save(saved)
+    loaded = CompareResult.load(saved)
+    assert loaded.to_dict() == json.loads(saved.read_text())
+    assert loaded.to_html() == real_result.to_html()
+    assert loaded.evidence_frame().equals(real_result.evidence_frame())
+    out = subprocess.run([sys.executable, "-m", "provenance", "report", str(saved), "--html", str(tmp_path / "r.html"),
+                          "--md", str(tmp_path / "r.md")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r.html").read_text() == real_result.to_html()
+    assert (tmp_path / "r.md").read_text() == real_result.to_markdown()
+    assert out.stdout.startswith("verdict     DERIVED")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read"),
+    (b"{not json", "not valid JSON"),
+    (b'{"schema": "provenance.compare/1", "base": NaN}', "NaN is not JSON"),
+    (b'{"schema": "provenance.inspect/1"}', "is not 'provenance.compare/1'"),
+    (b'{"schema": "provenance.compare/1", "evidence": []}', "'base' is a required property"),
+    (b"[1, 2]", "a JSON object is expected"),
+])
+def test_report_cli_rejects_bad_results_with_one_line_and_writes_nothing(tmp_path, content, message):
+    src = tmp_path / "r.json"
+    if content is not None:
+        src.write_bytes(content)
+    out = subprocess.run([sys.executable, "-m", "provenance", "report", str(src), "--html", str(tmp_path / "o.html")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "o.html").exists()
+
+
+def test_notebook_views(real_result):
+    assert list(real_result.evidence_frame().columns) == ["signal", "kind", "statistic", "p_value", "finding"]
+    assert real_result.signals_frame().set_index("signal").loc["config", "role"] == "context"
+    assert real_result.similarity_frame().shape == (12, 12)
+    assert real_result.similarity_frame("activations").shape == (12, 12)
+    assert len(real_result.weight_layers_frame()) == 12 and len(real_result.neurons_frame()) == 12
+    assert "shared tokens" in set(real_result.tokenizer_frame()["measure"])
+    for fig in (real_result.weight_heatmap(), real_result.cka_heatmap(), real_result.layer_plot()):
+        assert fig is not None and fig.axes
+    summary = real_result._repr_html_()
+    assert "DERIVED" in summary and "<svg" in summary
+    assert_inert(summary)
+
+
+def _byte_level(raw: bytes) -> str:
+    """GPT-2's byte-to-unicode spelling of raw bytes (how tokenizer.json stores byte-level BPE pieces)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, map(chr, cs)))
+    return "".join(table[b] for b in raw)
+
+
+def _tokenizer_json(extra: list[bytes]) -> dict:
+    pieces = [bytes([b]) for b in range(256)] + extra
+    vocab = {_byte_level(p): i for i, p in enumerate(pieces)}
+    return {"version": "1.0", "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True},
+            "model": {"type": "BPE", "vocab": vocab, "merges": []}}
+
+
+EVIL_TOKENS = [EVIL.encode(), b"\"'><img src=x onerror=alert(2)>", b"\x07bell\x1b[31m", b"\xff\xfe<b>",
+               "\u202egnp.exe".encode(), b"`code` | pipe"]
+
+
+@pytest.fixture(scope="module")
+def evil_pair(tmp_path_factory) -> CompareResult:
+    """Two tiny models in directories named like markup, the candidate's tokenizer full of hostile tokens."""
+    root = tmp_path_factory.mktemp("evil")
+    state, config = tiny_llama_state(seed=3)
+    base = write_hf_dir(root / EVIL, state, config)
+    cand = write_hf_dir(root / "\"'><img src=x onerror=alert(3)>", state, config)
+    (base / "tokenizer.json").write_text(json.dumps(_tokenizer_json([])))
+    (cand / "tokenizer.json").write_text(json.dumps(_tokenizer_json(EVIL_TOKENS)))
+    return compare(base, cand, device="cpu")
+
+
+def test_hostile_names_and_tokens_are_shown_as_text_never_as_markup(evil_pair):
+    data = evil_pair.to_dict()
+    validate_result(data)
+    only = data["evidence"][[e["kind"] for e in data["evidence"]].index("vocabulary")]["details"]["examples"]
+    assert len(only["only_candidate"]) == len(EVIL_TOKENS)  # the hostile tokens reach the report
+    data["base"]["architecture"] = "<img src=x onerror=alert(4)>"
+    data["verdict"]["explanation"] += " </p><script>alert(5)</script>\x00\u202e"
+    data["environment"]["command"] += " '</pre><iframe src=http://evil.invalid>'"
+    data["evidence"][0]["details"]["note"] = "</pre><script>alert(6)</script>"
+    html = render_html(data)
+    html.encode("utf-8")  # no lone surrogates
+    m = assert_inert(html)
+    text = "".join(m.text)
+    for shown in (EVIL, "onerror=alert(3)", "<img src=x onerror=alert(4)>", "</p><script>alert(5)</script>",
+                  "<iframe src=http://evil.invalid>", "</pre><script>alert(6)</script>"):
+        assert shown in text, shown  # visible as text
+    assert "\\x07bell\\x1b[31m" in text and "\\u202e" in text and "\\x00" in text  # controls made visible
+    assert "\x07" not in html and "\u202e" not in html and "\x00" not in html
+    assert "b'\\xff\\xfe<b>'" in text  # invalid UTF-8 shown as its bytes
