@@ -134,8 +134,10 @@ def _role(r: SignalVerdict, label: str, decided_by: list[str]) -> str:
     signal, v = r.signal, r.verdict
     if not r.ran:
         return "not run"
-    if signal == "config" or v is None:
+    if signal == "config":
         return "context"
+    if v is None:
+        return "not compared"
     if signal in decided_by:
         return "decides"
     if v.label == "inconclusive":

@@ -191,7 +191,9 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         if "config" in signals:
             cmp = config_comparison(a, b)
             evidence.append(Evidence("config", None, None, config_finding(cmp), cmp, kind="config"))
-        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act, cmp)
+        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act, cmp,
+                           tokenizer_ran="tokenizer" in signals,
+                           tokenizer_note=next((e.finding for e in evidence if e.signal == "tokenizer"), ""))
         if w and w.layer_map:
             layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs]
         else:
@@ -220,12 +222,14 @@ def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
 
 
 def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any],
-             act: ActivationEvidence | None = None, config: dict[str, Any] | None = None) -> Verdict:
+             act: ActivationEvidence | None = None, config: dict[str, Any] | None = None, *,
+             tokenizer_ran: bool = True, tokenizer_note: str = "") -> Verdict:
     """Each signal's own verdict, then one verdict over them (`provenance.aggregate`)."""
     readings = [SignalVerdict("weights", decide(w, shapes) if w is not None else None, ran=w is not None),
                 SignalVerdict("activations", activation_verdict(act) if act is not None else None,
                               ran=act is not None),
-                SignalVerdict("tokenizer", tokenizer_verdict(tok) if tok is not None else None, ran=tok is not None),
+                SignalVerdict("tokenizer", tokenizer_verdict(tok) if tok is not None else None, tokenizer_note,
+                              ran=tok is not None or tokenizer_ran),
                 SignalVerdict("config", None, config_finding(config) if config is not None else "",
                               ran=config is not None)]
     return aggregate(readings)

@@ -26,6 +26,7 @@ STORAGE_TOLERANCE = {"F64": 1e-6, "F32": 5e-6, "F16": 1e-3, "BF16": 5e-3, "F8_E4
                      "I8": 0.015, "U8": 0.015, "Q8_0": 0.01, "Q8_1": 0.01, "Q6_K": 0.02, "Q5_0": 0.04,
                      "Q5_1": 0.04, "Q5_K": 0.04, "Q4_0": 0.1, "Q4_1": 0.1, "Q4_K": 0.08, "Q3_K": 0.2,
                      "Q2_K": 0.3}
+ERROR_OF = {"quantized copy": "quantization", "dtype or format change": "rounding", "exact copy": "floating-point"}
 UNKNOWN_TOLERANCE = 0.3  # other quantization types (IQ*, TQ*, ...)
 
 
@@ -122,7 +123,7 @@ def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
             rel = ", ".join([kind] + relations)
             return Verdict("identical", rel, 1.0 - lm.p_value, lm.p_value,
                            f"Every layer matches its counterpart (weight cosine {sim.get('direct_cosine')}); the "
-                           f"differences are within {kind.split(' ')[0]} error.")
+                           f"differences are within {ERROR_OF[kind]} error.")
         rel = ", ".join(relations) or "derived (modified weights)"
         return Verdict("derived", rel, 1.0 - lm.p_value, lm.p_value,
                        f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond "

@@ -42,7 +42,7 @@ def test_a_positive_test_is_not_undone_by_one_that_finds_nothing():
 
 
 def test_activations_decide_when_the_weights_find_nothing():
-    v = aggregate(readings(V("independent", 0.3), V("derived", 1e-40, "derived (activations)")))
+    v = aggregate(readings(V("independent", 0.3), V("derived", 1e-40, "MLP neurons inherited")))
     assert v.label == "derived" and v.decided_by == ["activations"]
     assert roles(v)["weights"] == "disagrees" and v.disagreements
 

@@ -212,3 +212,36 @@ def test_hostile_names_and_tokens_are_shown_as_text_never_as_markup(evil_pair):
     assert "\\x07bell\\x1b[31m" in text and "\\u202e" in text and "\\x00" in text  # controls made visible
     assert "\x07" not in html and "\u202e" not in html and "\x00" not in html
     assert "b'\\xff\\xfe<b>'" in text  # invalid UTF-8 shown as its bytes
+
+
+def test_real_report_in_headless_chromium(real_result, tmp_path):
+    """The acceptance check: opens offline, no console errors, no requests, verdict and heatmaps drawn."""
+    from tests.browser import nonblank_fraction, open_page, require_chromium
+
+    require_chromium()
+    page = tmp_path / "report.html"
+    page.write_text(real_result.to_html(), encoding="utf-8")
+    shown = open_page(page, ["#verdict", "#weight-heatmap svg", "#cka-heatmap svg", "#layer-plot svg"])
+    assert shown.console_errors == [] and shown.requests == []
+    assert shown.text.lstrip().startswith("Provenance report") and "DERIVED" in shown.text
+    assert all(shown.boxes[s] is not None for s in shown.boxes), shown.boxes
+    verdict_box = shown.boxes["#verdict"]
+    assert verdict_box[1] < 400  # the verdict is at the top, above the fold
+    for sel in ("#weight-heatmap svg", "#cka-heatmap svg"):
+        x, y, w, h = shown.boxes[sel]
+        assert w > 250 and h > 250, (sel, shown.boxes[sel])
+        assert nonblank_fraction(shown.screenshot, shown.boxes[sel]) > 0.3, sel  # the heatmap really is painted
+    assert nonblank_fraction(shown.screenshot) > 0.02
+
+
+def test_hostile_report_in_headless_chromium(evil_pair, tmp_path):
+    """Markup in names and tokens stays text in a real browser: nothing runs, nothing is fetched."""
+    from tests.browser import open_page, require_chromium
+
+    require_chromium()
+    page = tmp_path / "evil.html"
+    page.write_text(evil_pair.to_html(), encoding="utf-8")
+    shown = open_page(page, ["#verdict", "#tokenizer"])
+    assert shown.console_errors == [] and shown.requests == []
+    assert EVIL in shown.title and "onerror=alert(3)" in shown.text
+    assert shown.boxes["#verdict"] is not None and shown.boxes["#tokenizer"] is not None

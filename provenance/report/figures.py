@@ -51,6 +51,7 @@ def heatmap(m: LayerMatrix) -> Any:
     bar = fig.colorbar(mesh, ax=ax, shrink=0.8, label=m.measure)
     if bar.solids is not None:
         bar.solids.set_rasterized(False)  # vector, not an embedded PNG: the report's CSP allows no images
+        bar.solids.set_edgecolor("face")  # no hairline seams between the vector bands
     return fig
 
 

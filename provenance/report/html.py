@@ -171,7 +171,8 @@ def _tokenizer(r: dict[str, Any]) -> str:
     parts = ["<section id=\"tokenizer\"><h2>Tokenizer</h2>"]
     if e is not None:
         parts.append(f"<p>{esc(e['finding'])}</p>")
-        parts.append(kv_table([(label, num(v)) for label, v in sections.tokenizer_facts(r)]))
+        parts.append(kv_table([(label, f"{v:.2%}" if label in sections.FRACTIONS and isinstance(v, float) else num(v))
+                               for label, v in sections.tokenizer_facts(r)]))
         ex = sections.tokenizer_examples(r)
         names = {"shared": "shared tokens", "only_base": "only in the base", "only_candidate": "only in the candidate"}
         rows = [[names.get(k, k), " ".join(f"<code class=\"tok\">{esc(t)}</code>" for t in v) or "—"]

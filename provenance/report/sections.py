@@ -83,6 +83,11 @@ TOKENIZER_FIGURES = (
 )
 
 
+FRACTIONS = frozenset(label for key, label in TOKENIZER_FIGURES if key in {
+    "shared_same_id_multibyte", "base_in_candidate", "candidate_in_base", "jaccard", "order_agreement",
+    "step_concordance"})  # shown as percentages
+
+
 def tokenizer_facts(result: dict[str, Any]) -> list[tuple[str, Any]]:
     """(label, value) rows of the tokenizer comparison's figures."""
     e = item(result, "tokenizer", "vocabulary")

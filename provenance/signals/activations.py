@@ -201,7 +201,7 @@ def activation_verdict(ev: ActivationEvidence) -> Verdict:
                            f"Every layer computes the same thing (CKA ≥ {min_cka:.3f}); {effect:.0%} of MLP neurons "
                            + ("correspond under one consistent permutation (gate and up matchings agree)." if moved
                               else "match their own index."))
-        return Verdict("derived", "derived (activations)", 1.0 - ev.p_value, ev.p_value,
+        return Verdict("derived", "MLP neurons inherited", 1.0 - ev.p_value, ev.p_value,
                        f"MLP neurons of {len(carried)} of {len(ev.neurons)} candidate layers correspond to base "
                        f"neurons far beyond chance (layers {_pairs_text(carried)}; combined p = {ev.p_value:.2g}); "
                        f"mean matched-layer CKA {ev.statistic:.3f}.")
