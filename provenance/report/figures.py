@@ -15,6 +15,7 @@ import numpy as np
 
 from provenance.report.sections import LayerMatrix, cka_matrix, neuron_layers, weight_layers, weight_matrix
 
+RASTER_LAYERS = 24  # above this many layers a heatmap's cells are drawn as one embedded PNG
 LAYER_P_BAR = 1e-6  # the line drawn on per-layer p-value plots (the derived bar of the weight test)
 
 
@@ -34,6 +35,8 @@ def heatmap(m: LayerMatrix) -> Any:
     lo = min(0.0, float(finite.min())) if finite.size else 0.0
     mesh = ax.pcolormesh(np.arange(nc + 1) - 0.5, np.arange(nb + 1) - 0.5, np.ma.masked_invalid(m.values),
                          cmap="viridis", vmin=lo, vmax=1.0, shading="flat", edgecolors="none")
+    if max(nb, nc) > RASTER_LAYERS:
+        mesh.set_rasterized(True)  # one inline PNG instead of nb*nc vector cells (126 layers: 6.7 MB of SVG)
     col = {c: j for j, c in enumerate(m.candidate_layers)}
     row = {b: i for i, b in enumerate(m.base_layers)}
     pts = [(col[c], row[b]) for b, c in m.matched if b in row and c in col]
@@ -115,7 +118,7 @@ def to_svg(fig: Any, prefix: str = "fig") -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": "provenance", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", dpi=150, metadata={"Date": None, "Creator": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
