@@ -42,6 +42,12 @@ class CompareResult:
     tokenizer: VocabComparison | None = field(default=None, repr=False)
     activations: ActivationEvidence | None = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        v = self.verdict
+        p = "n/a" if v.p_value is None else f"{v.p_value:.2g}"
+        return (f"<CompareResult {v.label}" + (f" ({v.relation})" if v.relation else "") + f", p = {p}: "
+                f"{self.candidate.get('spec')!r} vs {self.base.get('spec')!r}, {len(self.evidence)} evidence items>")
+
     # -- the JSON contract ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md (`provenance.compare/1`); non-finite numbers become null."""
@@ -106,7 +112,11 @@ class CompareResult:
         """Per candidate layer: matched-neuron statistics (activations)."""
         import pandas as pd
 
-        return pd.DataFrame(sections.neuron_layers(self.to_dict()))
+        data = self.to_dict()
+        rows = sections.neuron_layers(data)
+        e = sections.item(data, "activations", "neurons")
+        carried = {tuple(x) for x in e["details"].get("carried_by", [])} if e else set()
+        return pd.DataFrame([{**t, "carries": (t["base_layer"], t["candidate_layer"]) in carried} for t in rows])
 
     def similarity_frame(self, signal: str = "weights") -> pd.DataFrame:
         """The layer x layer matrix (rows: base layers, columns: candidate layers) of 'weights' or 'activations'."""
@@ -122,7 +132,8 @@ class CompareResult:
         """The tokenizer comparison's figures (shared, same id, order, ...) as (measure, value) rows."""
         import pandas as pd
 
-        return pd.DataFrame(sections.tokenizer_facts(self.to_dict()), columns=["measure", "value"])
+        # object dtype: counts stay integers beside fractions and p-values
+        return pd.DataFrame(sections.tokenizer_facts(self.to_dict()), columns=["measure", "value"], dtype=object)
 
     # -- figures and reports -------------------------------------------------------------------
     def weight_heatmap(self) -> Figure | None:

@@ -183,8 +183,8 @@ def test_model_code_shipped_with_a_checkpoint_is_refused(tiny_llama, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "provenance", "compare", str(tiny_llama[0]), str(folder),
                            "--signals", "activations", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and not out.exists()
-    assert proc.stderr.startswith(f"provenance: error: {folder / 'config.json'}: model type 'totally_new' needs code "
-                                  "shipped with the model (auto_map)")
+    assert proc.stderr.startswith(f"provenance: error: {folder / 'config.json'}: the config asks for code shipped "
+                                  "with the model (auto_map)")
     assert "executed!" not in proc.stdout + proc.stderr
 
 

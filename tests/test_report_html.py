@@ -153,6 +153,11 @@ def test_notebook_views(real_result):
     assert "shared tokens" in set(real_result.tokenizer_frame()["measure"])
     for fig in (real_result.weight_heatmap(), real_result.cka_heatmap(), real_result.layer_plot()):
         assert fig is not None and fig.axes
+        assert fig._repr_png_().startswith(b"\x89PNG")  # shows in Jupyter without pyplot or %matplotlib
+    assert real_result.neurons_frame()["carries"].all()  # every bge -> colbert layer carries the neuron verdict
+    facts = real_result.tokenizer_frame().set_index("measure")["value"]
+    assert facts["shared tokens"] == 30517 and isinstance(facts["shared tokens"], int)
+    assert repr(real_result).startswith("<CompareResult derived (fine-tune") and len(repr(real_result)) < 400
     summary = real_result._repr_html_()
     assert "DERIVED" in summary and "<svg" in summary
     assert_inert(summary)

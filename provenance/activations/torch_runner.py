@@ -162,13 +162,17 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
         raise MissingFileError("no config.json: activations need an HF directory with a config, or a GGUF file",
                                path=folder)
     config = read_json(config_file)
-    if config.get("auto_map") or config.get("model_type") not in transformers.CONFIG_MAPPING:
-        raise UnknownFormatError(f"model type {config.get('model_type')!r} needs code shipped with the model "
-                                 "(auto_map) or is unknown to transformers; provenance never runs remote code",
+    if config.get("auto_map"):
+        raise UnknownFormatError("the config asks for code shipped with the model (auto_map); provenance never "
+                                 "runs code from a checkpoint", path=config_file)
+    if config.get("model_type") not in transformers.CONFIG_MAPPING:
+        what = "names no model_type" if "model_type" not in config else \
+            f"names model type {str(config.get('model_type'))[:60]!r}, which transformers does not know"
+        raise UnknownFormatError(f"the config {what}; activations run only transformers' own implementations",
                                  path=config_file)
     model, info = transformers.AutoModel.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False,
                                                           output_loading_info=True)
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith(("rotary_emb.inv_freq", "position_ids"))]
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith(("rotary_emb.inv_freq", "position_ids")))
     if missing:  # transformers would run those weights randomly initialised: a renamed shell, say
         raise UnknownFormatError(f"{len(missing)} weights transformers' {type(model).__name__} needs are not in "
                                  f"the checkpoint under its names (e.g. {missing[0]!r}); activations cannot run a "

@@ -162,12 +162,29 @@ def infer_roles(infos: dict[str, TensorInfo], layout: Layout) -> RoleMap:
         for key, name in _layer_roles(layer, infos, h, notes, f"layer {i}").items():
             roles[layer_role(i, key)] = _source(layer_role(i, key), infos[name])
     in_layers = {n for layer in layers.values() for n in layer.values()}
-    for key, name in _global_roles([n for n in names if n not in in_layers], infos, h, notes).items():
+    glob = _global_roles([n for n in names if n not in in_layers], infos, h, notes)
+    norm = "pre"
+    if "type_embed" in glob:  # token-type embeddings: a BERT-family encoder, and those are post-norm
+        norm = "post"
+        if "final_norm" in glob and "embed_norm" not in glob:  # its one global norm follows the embeddings
+            glob["embed_norm"] = glob.pop("final_norm")
+        notes.append("post-norm (BERT-style) inferred from the token-type embedding table")
+    for key, name in glob.items():
         roles[key] = _source(key, infos[name])
+    _global_biases(roles, infos, names)
     used = {s.tensor for s in roles.values()}
     return RoleMap(roles=roles, definition=None, how="", layout=layout, layers=sorted(layers),
                    unmapped=[n for n in names if n not in used],
-                   ignored=[n for n in infos if is_buffer(infos[n])], notes=_dedupe(notes))
+                   ignored=[n for n in infos if is_buffer(infos[n])], notes=_dedupe(notes), norm=norm)
+
+
+def _global_biases(roles: dict[str, RoleSource], infos: dict[str, TensorInfo], names: list[str]) -> None:
+    """A global norm's bias: the [h] vector that shares its name stem."""
+    for key in ("embed_norm", "final_norm"):
+        if key in roles and roles[key].tensor.endswith("weight"):
+            bias = roles[key].tensor[: -len("weight")] + "bias"
+            if bias in infos and bias in names and f"{key}.bias" not in roles:
+                roles[f"{key}.bias"] = _source(f"{key}.bias", infos[bias])
 
 
 def complete_roles(rm: RoleMap, infos: dict[str, TensorInfo]) -> RoleMap:

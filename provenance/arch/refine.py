@@ -58,6 +58,10 @@ def refine_q_o(rm: RoleMap, read: Callable[[str], torch.Tensor]) -> RoleMap:
         if score < 0:
             rm.roles[q.role] = replace(o, role=q.role)
             rm.roles[o.role] = replace(q, role=o.role)
+            qb, ob = rm.roles.get(q.role + ".bias"), rm.roles.get(o.role + ".bias")
+            if qb is not None and ob is not None:  # a bias follows its matrix
+                rm.roles[q.role + ".bias"] = replace(ob, role=q.role + ".bias")
+                rm.roles[o.role + ".bias"] = replace(qb, role=o.role + ".bias")
             swapped.append(i)
     if swapped:
         rm.notes.append(f"attn.q/attn.o swapped back by head structure of the weights in {len(swapped)} layers "

@@ -12,17 +12,31 @@ import re
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from provenance.report.sections import LayerMatrix, cka_matrix, neuron_layers, weight_layers, weight_matrix
+from provenance.report.sections import (
+    LayerMatrix,
+    cka_matrix,
+    neuron_layers,
+    weight_layers,
+    weight_matrix,
+)
 
 RASTER_LAYERS = 24  # above this many layers a heatmap's cells are drawn as one embedded PNG
 LAYER_P_BAR = 1e-6  # the line drawn on per-layer p-value plots (the derived bar of the weight test)
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
+class ReportFigure(Figure):
+    """A Figure that shows itself in Jupyter without pyplot or `%matplotlib inline`."""
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> ReportFigure:
+    return ReportFigure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def heatmap(m: LayerMatrix) -> Any:
@@ -43,14 +57,13 @@ def heatmap(m: LayerMatrix) -> Any:
     if pts:
         xs, ys = zip(*pts)
         ax.scatter(xs, ys, s=max(8.0, 900.0 / max(nb, nc)), marker="s", facecolors="none", edgecolors="#ff3d3d",
-                   linewidths=1.4, label="matched layers")
-        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False, fontsize=8)
+                   linewidths=1.4)
     ax.set_xlim(-0.5, nc - 0.5)
     ax.set_ylim(nb - 0.5, -0.5)
     ax.set_xlabel("candidate layer")
     ax.set_ylabel("base layer")
     _layer_ticks(ax, m.candidate_layers, m.base_layers)
-    ax.set_title(m.title, fontsize=10)
+    ax.set_title(m.title + ("\n(red squares: matched layers)" if pts else ""), fontsize=10)
     bar = fig.colorbar(mesh, ax=ax, shrink=0.8, label=m.measure)
     if bar.solids is not None:
         bar.solids.set_rasterized(False)  # vector, not an embedded PNG: the report's CSP allows no images

@@ -21,6 +21,9 @@ from provenance.stats.ranks import empirical_p, standardized_ranks, z_from_null
 PERMUTATIONS = 200
 SWAPPABLE = tuple((PROFILE_KEYS.index(a), PROFILE_KEYS.index(b)) for a, b in (("attn.k", "attn.v"),
                                                                                ("mlp.gate", "mlp.up")))
+# Where a model's roles were inferred from shapes, q/k/v were told apart by file order alone (a
+# renamed BERT's alphabetical order puts query after key): q/v may be swapped as well.
+SWAPPABLE_INFERRED = SWAPPABLE + ((PROFILE_KEYS.index("attn.q"), PROFILE_KEYS.index("attn.v")),)
 SIGNIFICANT_LAYER_P = 1e-3
 
 
@@ -114,17 +117,18 @@ def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.nda
 
 
 def match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int], *,
-                 seed: int = 0, permutations: int = PERMUTATIONS) -> LayerMap:
+                 seed: int = 0, permutations: int = PERMUTATIONS,
+                 swappable: tuple[tuple[int, int], ...] = SWAPPABLE) -> LayerMap:
     """Layer map and permutation p-value from two models' aligned profiles ([L, K, k] each)."""
     with threadpool_limits(1):  # thousands of tiny products: BLAS threads only add contention
-        return _match_layers(values_a, values_b, layers_a, layers_b, seed, permutations)
+        return _match_layers(values_a, values_b, layers_a, layers_b, seed, permutations, swappable)
 
 
 def _match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int],
-                  seed: int, permutations: int) -> LayerMap:
+                  seed: int, permutations: int, swappable: tuple[tuple[int, int], ...]) -> LayerMap:
     ra, va = _ranked(values_a)
     rb, vb = _ranked(values_b)
-    sim = similarity_matrix(ra, va, rb, vb)
+    sim = similarity_matrix(ra, va, rb, vb, swappable)
     best_i = assign_layers(sim)
     best = sim[best_i, np.arange(sim.shape[1])]
     statistic = float(best.mean()) if best.size else 0.0
@@ -133,7 +137,7 @@ def _match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int
     null_best = np.empty((permutations, len(layers_b)))
     for p in range(permutations):
         tau = rng.permutation(ra.shape[-1])
-        s = similarity_matrix(ra, va, rb[:, :, tau], vb)
+        s = similarity_matrix(ra, va, rb[:, :, tau], vb, swappable)  # the null takes the same maxima
         null_best[p] = s.max(axis=0)
         null_stat[p] = null_best[p].mean()
     z, p_value = z_from_null(statistic, null_stat)

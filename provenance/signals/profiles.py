@@ -27,6 +27,9 @@ OUTPUT_KEYS = ("attn.o", "mlp.down")
 PROFILE_KEYS = INPUT_KEYS + OUTPUT_KEYS
 SKETCH_DIMS = 96
 SKETCH_KEYS = ("attn.q", "mlp.gate", "mlp.up")  # enough for magnitudes; a 7B sketch stays ~150 MB
+# Where q/k/v were told apart by file order alone (inferred roles), k and v are sketched too, so
+# the magnitudes can pair the base's q with whichever of them it really is.
+INFERRED_SKETCH_KEYS = SKETCH_KEYS + ("attn.k", "attn.v")
 
 
 @dataclass
@@ -83,18 +86,18 @@ def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
-          sel: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+          sel: torch.Tensor, sketch_keys: tuple[str, ...] = SKETCH_KEYS) -> tuple[np.ndarray, np.ndarray | None]:
     """(profile over the matched residual dims, sketch [rows, SKETCH_DIMS] or None)."""
     if key in INPUT_KEYS:
         prof = _norms_sq(w, 0).sqrt()[idx]
         if g is not None:
             prof = prof * g.abs()
         sketch = None
-        if key in SKETCH_KEYS:
+        if key in sketch_keys:
             sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None else 1.0)
     else:
         prof = _norms_sq(w, 1).sqrt()[idx]
-        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in SKETCH_KEYS else None
+        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in sketch_keys else None
     to_np = (lambda t: t.to(torch.float16).cpu().numpy().copy()) if sketch is not None else None
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
 
@@ -129,7 +132,8 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         out.tensors += 1
         if progress:
             progress(1)
-        prof, sketch = _side(w, key, idx, sgn, norm_weight(feeding_norm(rm, rm.layers[li], key)), sel)
+        keys = INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS
+        prof, sketch = _side(w, key, idx, sgn, norm_weight(feeding_norm(rm, rm.layers[li], key)), sel, keys)
         if not np.isfinite(prof).all():
             out.problems.append(f"{role}: contains NaN or Inf values; not scored")
         elif not prof.any():

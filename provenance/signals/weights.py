@@ -14,13 +14,20 @@ import numpy as np
 from provenance.arch.view import CanonicalModel
 from provenance.signals.align import ResidualAlignment, align_residual
 from provenance.signals.direct import sketch_similarity
-from provenance.signals.layermap import LayerMap, describe_map, match_layers
+from provenance.signals.layermap import (
+    SWAPPABLE,
+    SWAPPABLE_INFERRED,
+    LayerMap,
+    describe_map,
+    match_layers,
+)
 from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import TokenMap, shared_tokens
 
 MIN_SHARED_TOKENS = 64
-SKETCH_PAIRS = (("attn.q", ("attn.q",)), ("mlp.up", ("mlp.up", "mlp.gate")))  # base key -> candidate keys
+# base key -> candidate keys (k and v are sketched only where the candidate's roles were inferred)
+SKETCH_PAIRS = (("attn.q", ("attn.q", "attn.k", "attn.v")), ("mlp.up", ("mlp.up", "mlp.gate")))
 
 
 @dataclass
@@ -120,6 +127,8 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     if comparable == 0:
         notes.append("no profiled role (q/k/v/o, MLP) is present and finite in both models")
         return WeightEvidence(al, None, {}, {}, 0, problems, only_in, notes)
-    lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed)
+    inferred = base.roles.inferred or cand.roles.inferred
+    lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed,
+                      swappable=SWAPPABLE_INFERRED if inferred else SWAPPABLE)
     return WeightEvidence(al, lm, describe_map(lm), _similarities(pa, pb, lm, seed), comparable, problems,
                           only_in, notes)

@@ -90,6 +90,10 @@ class Vocabulary:
                 h.update(t)
         return h.hexdigest()
 
+    def __repr__(self) -> str:  # the generated one would print every token
+        return (f"<Vocabulary {self.format}/{self.model}: {len(self.tokens):,} ids, "
+                f"{len(self.ordinary()) + len(self.byte_fallback()):,} ordinary, from {self.source!r}>")
+
     def summary(self) -> dict[str, object]:
         """Plain-data summary for reports: where it came from, sizes, digest."""
         return {"file": self.source, "format": self.format, "model": self.model, "size": len(self),
