@@ -8,6 +8,7 @@ from typing import Any
 
 # Characters shown as escapes instead of themselves: C0/C1 controls, lone surrogates, and the
 # bidirectional overrides that can make a name read differently from what it is ("Trojan Source").
+P_FLOOR = 1e-299  # below this a p-value sits at the floor the signals clamp to
 _BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A)) | {0x200E, 0x200F, 0x061C}
 
 
@@ -37,8 +38,8 @@ def esc(x: Any, *, multiline: bool = False) -> str:
 def num(x: Any) -> str:
     """A number for reading (plain text, not yet escaped): None '—', ints grouped, tiny p-values in e-notation.
 
-    >>> num(None), num(30517), num(1.5e-299), num(0.98765432), num(True)
-    ('—', '30,517', '1.5e-299', '0.9877', 'yes')
+    >>> num(None), num(30517), num(1.5e-299), num(2e-300), num(0.98765432), num(True)
+    ('—', '30,517', '1.5e-299', '≤ 1e-299', '0.9877', 'yes')
     """
     if x is None:
         return "—"
@@ -49,6 +50,8 @@ def num(x: Any) -> str:
     if isinstance(x, float):
         if x == 0:
             return "0"
+        if 0 < x < P_FLOOR:  # p-values are clamped at 1e-300 (Bonferroni bounds at small multiples of it)
+            return f"≤ {P_FLOOR:.0e}"
         return f"{x:.2g}" if abs(x) < 1e-3 else f"{x:.4g}"
     return str(x)
 

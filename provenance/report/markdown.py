@@ -56,6 +56,9 @@ def _code(s: Any, cell: bool = False) -> str:
     return f"{tick}{pad}{s}{pad}{tick}"
 
 
+P_FLOOR = 1e-299  # p-values below this are at the float floor the signals clamp to (1e-300, or a multiple)
+
+
 def _num(x: Any, p: bool = False) -> str:
     """None → '—'; ints with thousands separators; p-values below 1e-3 as 1.5e-12; floats to 4 digits.
 
@@ -72,6 +75,8 @@ def _num(x: Any, p: bool = False) -> str:
         x = float(x)
         if math.isnan(x):
             return "NaN"
+        if p and 0 < x < P_FLOOR:  # the signals clamp p-values at 1e-300: say what is known
+            return f"≤ {P_FLOOR:.0e}"
         return f"{x:.1e}" if p and 0 < x < 1e-3 else f"{x:.4g}"
     return _text(x)
 
