@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from provenance.evidence import Verdict
 
 RELATED = ("identical", "derived")
+# The rules above in one paragraph, printed by every report.
+COMBINING = ("Only calibrated tests decide (weights, then activations; the tokenizer only when no model was "
+             "compared). Their p-values are never multiplied: the combined p-value is a Bonferroni bound, "
+             "min(1, k × smallest p) over the k deciding signals, valid however dependent they are. A positive test "
+             "is not undone by another that finds nothing; the disagreement is shown instead. Metadata (config, "
+             "architecture names) never decides.")
 MODEL_SIGNALS = ("weights", "activations")  # calibrated tests on the models themselves, in order of directness
 
 

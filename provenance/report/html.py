@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from provenance.aggregate import COMBINING
 from provenance.report import sections
 from provenance.report.figures import cka_heatmap, layer_plot, to_svg, weight_heatmap
 from provenance.report.html_parts import esc, kv_table, num, table
 from provenance.report.style import CSS
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-COMBINING = ("How signals are combined: only calibrated tests decide (weights, then activations; the tokenizer "
-             "only when no model was compared). Their p-values are never multiplied: the combined p-value is a "
-             "Bonferroni bound over the deciding signals, valid however dependent they are. A positive test is not "
-             "undone by another that finds nothing; the disagreement is shown instead. Metadata never decides.")
 
 
 def render_html(result: dict[str, Any]) -> str:
@@ -240,4 +237,5 @@ def _reproducibility(r: dict[str, Any]) -> str:
             + kv_table([(k, _plain(env.get(k))) for k in keys])
             + ("<h3>Inputs</h3>" + table(["side", "file", "sha256"], rows, raw_cols={2}) if rows
                else "<p class=\"muted\">File hashes were not computed (--no-hash).</p>")
-            + f"<p class=\"muted\">{esc(COMBINING)} Result schema: {esc(r.get('schema', ''))}.</p></section>")
+            + f"<p class=\"muted\">How signals are combined: {esc(COMBINING)} Result schema: "
+              f"{esc(r.get('schema', ''))}.</p></section>")

@@ -6,33 +6,16 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-# Characters shown as escapes instead of themselves: C0/C1 controls, lone surrogates, and the
-# bidirectional overrides that can make a name read differently from what it is ("Trojan Source").
-P_FLOOR = 1e-299  # below this a p-value sits at the floor the signals clamp to
-_BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A)) | {0x200E, 0x200F, 0x061C}
-
-
-def _visible(ch: str, multiline: bool) -> str:
-    o = ord(ch)
-    if multiline and ch == "\n":
-        return ch
-    if o < 0x20 or 0x7F <= o <= 0x9F:
-        return f"\\x{o:02x}"
-    if 0xD800 <= o <= 0xDFFF or o in _BIDI:
-        return f"\\u{o:04x}"
-    return ch
+from provenance.report.untrusted import P_FLOOR, visible
 
 
 def esc(x: Any, *, multiline: bool = False) -> str:
-    """Untrusted text -> HTML text: control, surrogate and bidi characters made visible, then escaped.
+    """Untrusted text -> HTML text: invisible and deceptive characters made visible, then escaped.
 
     >>> esc('<script>alert("x")</script>\\x00')
     '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;\\\\x00'
     """
-    text = "" if x is None else str(x)
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF or ord(c) in _BIDI for c in text):
-        text = "".join(_visible(c, multiline) for c in text)
-    return html.escape(text, quote=True)
+    return html.escape(visible("" if x is None else str(x), multiline=multiline), quote=True)
 
 
 def num(x: Any) -> str:

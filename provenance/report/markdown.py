@@ -13,27 +13,20 @@ import numbers
 import re
 from typing import Any
 
+from provenance.aggregate import COMBINING
 from provenance.report import sections as S
+from provenance.report.untrusted import P_FLOOR, visible
 
 RAMP = " .:-=+*#%@"  # shading from 0 (blank, also <= 0 or not measured) to 1
 MATCHED = "X"
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 _SPACES = re.compile("[ \t\n\r\v\f\u2028\u2029]+")
 _PUNCT = re.compile(r"([\\`*_\[\]()#|~!$])")
 _EXAMPLES = {"shared": "Shared", "only_base": "Only in base", "only_candidate": "Only in candidate"}
-_COMBINING = ("Only calibrated tests decide: the verdict's p-value is a Bonferroni bound, min(1, k × smallest p) over "
-              "the k deciding signals, valid under any dependence between them; metadata (config, architecture "
-              "names) never decides.")
-
-
-def _visible(s: str) -> str:
-    """Control, format and lone surrogate characters shown as \\xNN / \\uXXXX."""
-    return _INVISIBLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", s)
 
 
 def _text(s: Any) -> str:
     """Untrusted text as one line of inert Markdown: no HTML, links, emphasis, code or table breaks."""
-    s = _visible(_SPACES.sub(" ", str(s)).strip())
+    s = visible(_SPACES.sub(" ", str(s)).strip())
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _PUNCT.sub(r"\\\1", s).replace("://", ":\\/\\/")
 
@@ -47,16 +40,13 @@ def _para(s: Any) -> str:
 
 def _code(s: Any, cell: bool = False) -> str:
     """Untrusted text in a code span no backtick run inside can close (in a table `cell`, pipes escaped)."""
-    s = _visible(_SPACES.sub(" ", str(s)))
+    s = visible(_SPACES.sub(" ", str(s)))
     s = s.replace("|", "\\|") if cell else s
     if not s:
         return "—"
     tick = "`" * (max((len(r) for r in re.findall("`+", s)), default=0) + 1)
     pad = " " if s[0] in "` " or s[-1] in "` " else ""
     return f"{tick}{pad}{s}{pad}{tick}"
-
-
-P_FLOOR = 1e-299  # p-values below this are at the float floor the signals clamp to (1e-300, or a multiple)
 
 
 def _num(x: Any, p: bool = False) -> str:
@@ -89,7 +79,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _fence(body: str, info: str = "") -> list[str]:
     """A fenced block longer than any backtick run in `body`, so nothing inside can close it."""
-    body = "\n".join(_visible(line) for line in body.split("\n"))
+    body = "\n".join(visible(line) for line in body.split("\n"))
     tick = "`" * max(3, max((len(r) for r in re.findall("`+", body)), default=0) + 1)
     return [tick + info, body, tick, ""]
 
@@ -240,7 +230,7 @@ def _reproducibility(r: dict[str, Any]) -> list[str]:
     files = S.inputs(r)
     if files:
         out += _table(["side", "file", "sha256"], [[f["side"], _text(f["file"]), _text(f["sha256"])] for f in files])
-    return out + [_COMBINING]
+    return out + [COMBINING]
 
 
 def render_markdown(result: dict[str, Any]) -> str:
