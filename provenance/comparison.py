@@ -28,6 +28,8 @@ from provenance.evidence import (
     storage_tolerance,
     weight_items,
 )
+from provenance.fingerprint.compare import compare_fingerprints
+from provenance.fingerprint.fileformat import is_fingerprint_file
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
 from provenance.result import CompareResult
@@ -87,29 +89,34 @@ def _model_info(m: CanonicalModel, hashes: bool, vocab: Vocabulary | None = None
             "tokenizer": vocab.summary() if vocab is not None else None, "sha256": ck.sha256() if hashes else {}}
 
 
-def _shapes(a: CanonicalModel, b: CanonicalModel) -> dict[str, Any]:
-    """(base, candidate) sizes and flags the relation wording needs."""
-    def dim(m: CanonicalModel, role_suffix: str, axis: int) -> int | None:
+def model_facts(m: CanonicalModel) -> dict[str, Any]:
+    """What the relation wording needs to know about one model (a fingerprint keeps the same facts)."""
+    def dim(role_suffix: str, axis: int) -> int | None:
         """A size read off the first role with this suffix (configs can be missing or wrong)."""
         src = next((s for r, s in m.roles.roles.items() if r == role_suffix or r.endswith("." + role_suffix)), None)
         return src.shape[axis] if src is not None and len(src.shape) > axis else None
 
-    common = set(a.roles.roles) & set(b.roles.roles)
-    same_format = a.checkpoint.format == b.checkpoint.format
-    renamed = a.roles.inferred or b.roles.inferred or (
-        same_format and any(a.roles.roles[r].tensor != b.roles.roles[r].tensor for r in common))
-    da = Counter(s.dtype for s in a.roles.roles.values()).most_common(1)
-    db = Counter(s.dtype for s in b.roles.roles.values()).most_common(1)
-    quantized = any(i.quantized for m in (a, b) for i in m.checkpoint.tensors.values())
-    tolerance = sum(storage_tolerance({s.dtype for r, s in m.roles.roles.items() if r.startswith("layers.")})
-                    for m in (a, b))
-    return {"hidden": (dim(a, "embed", 1), dim(b, "embed", 1)),
-            "intermediate": (dim(a, "mlp.up", 0), dim(b, "mlp.up", 0)),
-            "vocab": (dim(a, "embed", 0), dim(b, "embed", 0)), "renamed": bool(renamed), "quantized": quantized,
-            "dtypes_differ": (da[0][0] if da else None) != (db[0][0] if db else None), "tolerance": tolerance}
+    common = Counter(s.dtype for s in m.roles.roles.values()).most_common(1)
+    return {"format": m.checkpoint.format, "hidden": dim("embed", 1), "intermediate": dim("mlp.up", 0),
+            "vocab": dim("embed", 0), "inferred": m.roles.inferred,
+            "role_tensors": {r: s.tensor for r, s in m.roles.roles.items()},
+            "dtype": common[0][0] if common else None,
+            "quantized": any(i.quantized for i in m.checkpoint.tensors.values()),
+            "tolerance": storage_tolerance({s.dtype for r, s in m.roles.roles.items() if r.startswith("layers.")})}
 
 
-def _environment(device: torch.device, opts: CompareOptions, base: Any, candidate: Any) -> dict[str, Any]:
+def shape_facts(fa: dict[str, Any], fb: dict[str, Any]) -> dict[str, Any]:
+    """(base, candidate) sizes and flags the relation wording needs, from two `model_facts`."""
+    ra, rb = fa["role_tensors"], fb["role_tensors"]
+    renamed = fa["inferred"] or fb["inferred"] or (
+        fa["format"] == fb["format"] and any(ra[r] != rb[r] for r in set(ra) & set(rb)))
+    return {"hidden": (fa["hidden"], fb["hidden"]), "intermediate": (fa["intermediate"], fb["intermediate"]),
+            "vocab": (fa["vocab"], fb["vocab"]), "renamed": bool(renamed),
+            "quantized": bool(fa["quantized"] or fb["quantized"]), "dtypes_differ": fa["dtype"] != fb["dtype"],
+            "tolerance": fa["tolerance"] + fb["tolerance"]}
+
+
+def run_environment(device: torch.device, opts: CompareOptions, base: Any, candidate: Any) -> dict[str, Any]:
     """Versions, device, seed, date, and the command line that reproduces the run."""
     return {"provenance": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
@@ -155,6 +162,8 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
     except TypeError as exc:
         raise InvalidParameterError("options", "compare", f"fields of CompareOptions ({exc})", "") from None
     device = resolve_device(opts.device)
+    if is_fingerprint_file(base) or is_fingerprint_file(candidate):
+        return compare_fingerprints(base, candidate, opts, device)
     alone = [str(s) for s in (base, candidate) if is_tokenizer_only(s)]
     if alone:
         needs_model = [s for s in opts.signals or () if s in MODEL_SIGNALS]
@@ -180,7 +189,7 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
                     bar.close()
             evidence += weight_items(w)
         if "tokenizer" in signals:
-            tok, items = _tokenizer_evidence(va, vb, token_map)
+            tok, items = tokenizer_evidence(va, vb, token_map)
             evidence += [Evidence("tokenizer", None, None, u, kind="unreadable") for u in unreadable] + items
         act = None
         if "activations" in signals:
@@ -191,7 +200,7 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         if "config" in signals:
             cmp = config_comparison(a, b)
             evidence.append(Evidence("config", None, None, config_finding(cmp), cmp, kind="config"))
-        verdict = _verdict(w, tok, _shapes(a, b) if w is not None else {}, act, cmp,
+        verdict = verdict_from(w, tok, shape_facts(model_facts(a), model_facts(b)) if w is not None else {}, act, cmp,
                            tokenizer_ran="tokenizer" in signals,
                            tokenizer_note=next((e.finding for e in evidence if e.signal == "tokenizer"), ""))
         if w and w.layer_map:
@@ -199,7 +208,7 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         else:
             layer_map = [[x, y, round(s, 6)] for x, y, s in act.layer_map] if act else []
         return CompareResult(_model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb), verdict, evidence,
-                             layer_map, _environment(device, opts, base, candidate), w, tok, act)
+                             layer_map, run_environment(device, opts, base, candidate), w, tok, act)
 
 
 def _readable_vocabulary(m: CanonicalModel, side: str, problems: list[str]) -> Vocabulary | None:
@@ -211,7 +220,7 @@ def _readable_vocabulary(m: CanonicalModel, side: str, problems: list[str]) -> V
         return None
 
 
-def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
+def tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
                         token_map: Any) -> tuple[VocabComparison | None, list[Evidence]]:
     if va is None or vb is None:
         side = "either model" if va is None and vb is None else "the base" if va is None else "the candidate"
@@ -221,7 +230,7 @@ def _tokenizer_evidence(va: Vocabulary | None, vb: Vocabulary | None,
     return tok, tokenizer_items(tok)
 
 
-def _verdict(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any],
+def verdict_from(w: WeightEvidence | None, tok: VocabComparison | None, shapes: dict[str, Any],
              act: ActivationEvidence | None = None, config: dict[str, Any] | None = None, *,
              tokenizer_ran: bool = True, tokenizer_note: str = "") -> Verdict:
     """Each signal's own verdict, then one verdict over them (`provenance.aggregate`)."""
@@ -240,9 +249,9 @@ def _compare_tokenizers(base: str | os.PathLike[str], candidate: str | os.PathLi
     """Tokenizer-only comparison: one of the inputs has no weights."""
     va, vb = load_vocabulary(base), load_vocabulary(candidate)
     tok = compare_vocabularies(va, vb)
-    env = _environment(device, opts, base, candidate)
+    env = run_environment(device, opts, base, candidate)
     return CompareResult(_tokenizer_info(base, va, opts.hashes), _tokenizer_info(candidate, vb, opts.hashes),
-                         _verdict(None, tok, {}), tokenizer_items(tok), [], env, None, tok)
+                         verdict_from(None, tok, {}), tokenizer_items(tok), [], env, None, tok)
 
 
 def _tokenizer_info(spec: str | os.PathLike[str], v: Vocabulary, hashes: bool) -> dict[str, Any]:

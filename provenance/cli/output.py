@@ -23,14 +23,18 @@ def check_writable(*paths: str | os.PathLike[str] | None) -> None:
             raise ProvenanceError(f"cannot write {target}: directory {target.parent} does not exist")
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory, so a crash leaves no half file."""
+def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` via a temp file in the same directory, so a crash leaves no half file."""
     target = Path(path)
     check_writable(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        if isinstance(text, bytes):
+            with os.fdopen(fd, "wb") as f:
+                f.write(text)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
         os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, target)
     except BaseException:

@@ -102,9 +102,17 @@ def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: to
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
 
 
+Visitor = Callable[[str, str, torch.Tensor, "torch.Tensor | None"], None]
+
+
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
-                     progress: Callable[[int], None] | None = None) -> Profiles:
-    """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims."""
+                     progress: Callable[[int], None] | None = None, sketches: bool = True,
+                     visit: Visitor | None = None) -> Profiles:
+    """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
+
+    `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
+    fingerprint builder takes its own sketches there); `sketches=False` keeps none here.
+    """
     rm = model.roles
     dev = torch.device(device)
     idx = torch.from_numpy(np.ascontiguousarray(dims)).long().to(dev)
@@ -132,14 +140,17 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         out.tensors += 1
         if progress:
             progress(1)
-        keys = INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS
-        prof, sketch = _side(w, key, idx, sgn, norm_weight(feeding_norm(rm, rm.layers[li], key)), sel, keys)
+        keys = () if not sketches else INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS
+        g = norm_weight(feeding_norm(rm, rm.layers[li], key))
+        prof, sketch = _side(w, key, idx, sgn, g, sel, keys)
         if not np.isfinite(prof).all():
             out.problems.append(f"{role}: contains NaN or Inf values; not scored")
         elif not prof.any():
             out.problems.append(f"{role}: all zeros; not scored")
         else:
             out.values[li, ki] = prof
+            if visit is not None:
+                visit(role, key, w, g)
             if sketch is not None:
                 out.sketches[(rm.layers[li], key)] = sketch
     read_norms = [g for g in norms.values() if g is not None]

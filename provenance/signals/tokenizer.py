@@ -55,6 +55,7 @@ def _around(c: VocabComparison) -> str:
             parts.append(f"{name} {'identical' if same else 'differs'}")
     m = c.merges
     if m is not None:
-        parts.append("merges identical" if m["identical"] else
+        parts.append("merges identical" if m["identical"] else "merges differ (one side keeps only their digest)"
+                     if m["shared"] is None else
                      f"{m['shared']:,} merges shared, rank agreement {m['rank_agreement']:.1%}")
     return ("Around the vocabulary: " + "; ".join(parts) + ".") if parts else ""

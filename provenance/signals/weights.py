@@ -73,15 +73,27 @@ def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, see
 
 
 def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
+    def measure(a: int, key: str, b: int, alt: str) -> dict | None:
+        if (a, key) not in pa.sketches or (b, alt) not in pb.sketches:
+            return None
+        return sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, alt)], seed=seed)
+
+    return layer_similarities(lm, measure, pa.constant_norms, pb.constant_norms)
+
+
+def layer_similarities(lm: LayerMap, measure: Callable[[int, str, int, str], dict | None],
+                       base_constant_norms: float | None, candidate_constant_norms: float | None) -> dict:
+    """Medians over matched layers of `measure(base layer, key, candidate layer, alternative key)`.
+
+    `measure` returns `sketch_similarity`'s fields, or None where either side kept no sketch; an
+    optional `pairing` field, when present, chooses between alternative keys instead of `matched`.
+    """
     rows = []
     for a, b, _ in lm.pairs:
         for key, alternatives in SKETCH_PAIRS:
-            if (a, key) not in pa.sketches:
-                continue
-            found = [sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, alt)], seed=seed)
-                     for alt in alternatives if (b, alt) in pb.sketches]
+            found = [r for r in (measure(a, key, b, alt) for alt in alternatives) if r is not None]
             if found:  # gate/up may be swapped in a renamed checkpoint: take the better pairing
-                rows.append({**max(found, key=lambda r: r["matched"]), "key": key})
+                rows.append({**max(found, key=lambda r: r.get("pairing", r["matched"])), "key": key})
 
     def med(name: str) -> float | None:
         vals = [r[name] for r in rows if r[name] is not None]
@@ -93,7 +105,7 @@ def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
     return {"direct_cosine": med("direct"), "matched_cosine": med("matched"), "relative_change": med("rel_change"),
             "neurons_in_place": round(float(min(in_place)), 6) if in_place else None, "sketches_compared": len(rows),
             "max_abs_log_scale": round(float(max(scales)), 6) if scales else None,
-            "base_constant_norms": pa.constant_norms, "candidate_constant_norms": pb.constant_norms}
+            "base_constant_norms": base_constant_norms, "candidate_constant_norms": candidate_constant_norms}
 
 
 def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str = "cpu", seed: int = 0,
@@ -115,20 +127,31 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
 
     pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress)
     pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress)
+    extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
+    return evidence_from_profiles(al, pa, pb, inferred=base.roles.inferred or cand.roles.inferred, seed=seed,
+                                  notes=notes, extra_roles=extra,
+                                  similarities=lambda lm: _similarities(pa, pb, lm, seed))
+
+
+def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *, inferred: bool, seed: int,
+                           notes: list[str], extra_roles: list[str],
+                           similarities: Callable[[LayerMap], dict]) -> WeightEvidence:
+    """The layer test and magnitudes from two models' aligned profiles (checkpoints or fingerprints).
+
+    `similarities(layer_map)` measures the matched layers' weight magnitudes from whatever sketches the
+    inputs keep.
+    """
     valid_a = ~np.isnan(pa.values).any(axis=-1)
     valid_b = ~np.isnan(pb.values).any(axis=-1)
     comparable = int(sum(1 for k in range(len(PROFILE_KEYS)) if valid_a[:, k].any() and valid_b[:, k].any()))
     problems = [f"base {p}" for p in pa.problems] + [f"candidate {p}" for p in pb.problems]
     only_in = {"base": [k for i, k in enumerate(PROFILE_KEYS) if valid_a[:, i].any() and not valid_b[:, i].any()],
                "candidate": [k for i, k in enumerate(PROFILE_KEYS) if valid_b[:, i].any() and not valid_a[:, i].any()]}
-    extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
-    if extra:
-        notes.append(f"{len(extra)} roles exist in only one model (e.g. {', '.join(extra[:4])})")
+    if extra_roles:
+        notes.append(f"{len(extra_roles)} roles exist in only one model (e.g. {', '.join(extra_roles[:4])})")
     if comparable == 0:
         notes.append("no profiled role (q/k/v/o, MLP) is present and finite in both models")
         return WeightEvidence(al, None, {}, {}, 0, problems, only_in, notes)
-    inferred = base.roles.inferred or cand.roles.inferred
     lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed,
                       swappable=SWAPPABLE_INFERRED if inferred else SWAPPABLE)
-    return WeightEvidence(al, lm, describe_map(lm), _similarities(pa, pb, lm, seed), comparable, problems,
-                          only_in, notes)
+    return WeightEvidence(al, lm, describe_map(lm), similarities(lm), comparable, problems, only_in, notes)

@@ -160,7 +160,12 @@ def _byte_sorted(v: Vocabulary) -> float:
 def _merges(a: Vocabulary, b: Vocabulary) -> dict[str, Any] | None:
     """Shared merges and the agreement of their ranks; None when either side records none."""
     if a.merges is None or b.merges is None:
-        return None
+        da, db = a.merges_digest(), b.merges_digest()
+        if da is None or db is None:
+            return None
+        # one side keeps only a digest (a fingerprint): identical or not is all that can be said
+        return {"base": a.merges_count(), "candidate": b.merges_count(), "shared": None, "common_prefix": None,
+                "identical": da == db, "rank_agreement": None}
     rank_b = {m: r for r, m in enumerate(b.merges)}
     ranks = np.array([rank_b[m] for m in a.merges if m in rank_b], dtype=np.int64)
     prefix = 0

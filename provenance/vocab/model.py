@@ -40,6 +40,8 @@ class Vocabulary:
     chat_template: str | None = None
     specials_recorded: bool = True  # False for formats that do not carry special tokens (.tiktoken)
     notes: list[str] = field(default_factory=list)
+    # (count, sha256) of merges known only by digest (a fingerprint keeps no merge list); None otherwise
+    merges_recorded: tuple[int, str] | None = None
     _ordinary: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
     _bytes: dict[bytes, int] | None = field(default=None, init=False, repr=False, compare=False)
     _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -82,7 +84,10 @@ class Vocabulary:
         return sum(1 for t, k in zip(self.tokens, self.kinds) if t is not None and k in kinds)
 
     def digest(self) -> str:
-        """sha256 over (id, kind, bytes) of every token: equal digests mean the same vocabulary."""
+        """sha256 over (id, kind, bytes) of every token: equal digests mean the same vocabulary (computed once)."""
+        return self.memo("digest", self._digest)
+
+    def _digest(self) -> str:
         h = hashlib.sha256()
         for i, (t, k) in enumerate(zip(self.tokens, self.kinds)):
             if t is not None:
@@ -98,12 +103,18 @@ class Vocabulary:
         """Plain-data summary for reports: where it came from, sizes, digest."""
         return {"file": self.source, "format": self.format, "model": self.model, "size": len(self),
                 "ordinary": len(self.ordinary()) + len(self.byte_fallback()), "specials": len(self.specials()),
-                "merges": None if self.merges is None else len(self.merges), "digest": self.digest()}
+                "merges": self.merges_count(), "digest": self.digest()}
+
+    def merges_count(self) -> int | None:
+        """How many ranked merges the tokenizer has (also when only their digest was kept)."""
+        if self.merges is not None:
+            return len(self.merges)
+        return self.merges_recorded[0] if self.merges_recorded is not None else None
 
     def merges_digest(self) -> str | None:
         """sha256 over the ranked merges, or None where the format records none."""
         if self.merges is None:
-            return None
+            return self.merges_recorded[1] if self.merges_recorded is not None else None
         h = hashlib.sha256()
         for a, b in self.merges:
             h.update(len(a).to_bytes(4, "little") + a + len(b).to_bytes(4, "little") + b)

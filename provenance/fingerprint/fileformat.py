@@ -1,0 +1,278 @@
+"""The fingerprint file: one safetensors file, JSON metadata in its header, every byte checksummed.
+
+Layout (version 1): the header's `__metadata__` holds `format`, `version`, `fingerprint`
+(the JSON metadata as text) and `sha256` (of that text). The JSON lists the sha256 of every
+tensor's bytes, so a reader can verify the whole file, or only the tensors it reads (the
+identify pre-filter). Nothing in the file is executable: no pickle, only arrays and JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save as st_save
+
+from provenance.errors import CorruptFileError, ProvenanceError, UnknownFormatError
+from provenance.fingerprint.anchors import TAG_OF, Anchors
+from provenance.fingerprint.model import FORMAT, VERSION, Fingerprint, Sketch
+from provenance.fingerprint.vocab_codec import decode, encode
+
+MAX_HEADER = 64 * 1024 * 1024
+TAG = TAG_OF
+MODE = {v: k for k, v in TAG.items()}
+
+
+def _f16(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """float16 copy of x divided by its largest magnitude (so nothing overflows), and that scale."""
+    finite = x[np.isfinite(x)]
+    scale = float(np.abs(finite).max()) if finite.size else 1.0
+    scale = scale if scale > 0 else 1.0
+    return (x / scale).astype(np.float16), scale
+
+
+def _i8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows with one float32 scale per row (the alignment reads correlations: 0.4% noise is nothing)."""
+    scale = np.abs(x).max(axis=1) / 127.0 if x.size else np.zeros(len(x))
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def _blob(keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(k) for k in keys])
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).copy(), offsets
+
+
+def _unblob(blob: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    raw = blob.tobytes()
+    return [raw[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def to_bytes(fp: Fingerprint) -> bytes:
+    """The file's bytes: deterministic for the same fingerprint."""
+    tensors: dict[str, np.ndarray] = {}
+    meta = json.loads(json.dumps(fp.meta))
+    if fp.profiles is not None:
+        prof = fp.profiles
+        peak = np.nanmax(np.abs(prof), axis=-1, initial=0.0)  # [L, K]
+        absent = np.isnan(prof).any(axis=-1)
+        peak = np.where((peak > 0) & ~absent, peak, 1.0)
+        tensors["profiles"] = np.nan_to_num(prof / peak[..., None]).astype(np.float16)
+        tensors["profiles.scale"] = np.where(absent, np.nan, peak).astype(np.float32)
+    for mode, a in fp.anchors.items():
+        tag = TAG[mode]
+        tensors[f"anchors.{tag}.keys"], tensors[f"anchors.{tag}.offsets"] = _blob(a.keys)
+        tensors[f"anchors.{tag}.ids"] = a.ids.astype(np.int64)
+        tensors[f"anchors.{tag}.rows"], tensors[f"anchors.{tag}.row_scale"] = _i8(fp.anchor_rows[mode])
+    sk_meta: dict[str, dict[str, Any]] = {}
+    for mode, sketches in fp.sketches.items():
+        for (layer, key), s in sorted(sketches.items()):
+            name = f"{TAG[mode]}.{layer}.{key}"
+            tensors[f"sketch.{name}"], scale = _f16(s.rows)
+            tensors[f"sketch.{name}.neurons"] = s.neurons.astype(np.int64)
+            sk_meta[name] = {"scale": scale, "n_out": int(s.n_out), "top": int(s.top)}
+    for name, vec in fp.screens.items():
+        tensors[f"screen.{name}"] = vec
+    if fp.vocabulary is not None:
+        tensors["vocab.table"], meta["tokenizer"] = encode(fp.vocabulary)
+    meta["format"], meta["version"] = FORMAT, VERSION
+    meta["weights"] = {**meta.get("weights", {}), "sketches": sk_meta,
+                       "sketch_anchors": {TAG[m]: n for m, n in fp.sketch_anchors.items()},
+                       "layers": list(fp.layers)}
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    meta["tensors"] = {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in sorted(tensors.items())}
+    text = json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    header = {"format": FORMAT, "version": str(VERSION), "fingerprint": text,
+              "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return st_save(tensors, metadata=header)
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    y, scale = _f16(x)
+    return y.astype(np.float32) * np.float32(scale)
+
+
+def _round_i8(x: np.ndarray) -> np.ndarray:
+    q, scale = _i8(x)
+    return q.astype(np.float32) * scale[:, None]
+
+
+def as_stored(fp: Fingerprint) -> Fingerprint:
+    """Round the arrays in place the way the file stores them, so an in-memory fingerprint compares
+    exactly like one read back from disk (a model against its own fingerprint file is identical)."""
+    if fp.profiles is not None:
+        absent = np.isnan(fp.profiles).any(axis=-1)
+        peak = np.nanmax(np.abs(fp.profiles), axis=-1, initial=0.0)
+        peak = np.where((peak > 0) & ~absent, peak, 1.0).astype(np.float32)
+        prof = np.nan_to_num(fp.profiles / peak[..., None]).astype(np.float16).astype(np.float32) * peak[..., None]
+        prof[absent] = np.nan
+        fp.profiles = prof
+    fp.anchor_rows = {m: _round_i8(r) for m, r in fp.anchor_rows.items()}
+    for sketches in fp.sketches.values():
+        for s in sketches.values():
+            s.rows = _round(s.rows)
+    return fp
+
+
+def save(fp: Fingerprint, path: str | os.PathLike[str]) -> None:
+    """Write the fingerprint atomically (whole or not at all)."""
+    from provenance.cli.output import write_atomic
+
+    write_atomic(path, to_bytes(fp))
+
+
+def _header(path: Path) -> dict[str, Any] | None:
+    """The safetensors header of `path`, or None when the file is not a safetensors file."""
+    try:
+        with open(path, "rb") as f:
+            first = f.read(8)
+            if len(first) < 8:
+                return None
+            n = int.from_bytes(first, "little")
+            if n <= 0 or n > MAX_HEADER:
+                return None
+            raw = f.read(n)
+    except OSError as exc:
+        raise ProvenanceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) < n or not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        head = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return head if isinstance(head, dict) else None
+
+
+def is_fingerprint_file(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a file whose header says it is a provenance fingerprint (reads the header only)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    head = _header(p)
+    meta = head.get("__metadata__") if head else None
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The verified JSON metadata of a fingerprint file (header checksum checked, tensors not read)."""
+    p = Path(path)
+    head = _header(p) if p.is_file() else None
+    if head is None:
+        if not p.exists():
+            raise ProvenanceError(f"no such fingerprint file: {p}")
+        raise UnknownFormatError("not a fingerprint file (no safetensors header)", path=p)
+    meta = head.get("__metadata__")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UnknownFormatError("not a provenance fingerprint (its header has no 'format: "
+                                 f"{FORMAT}')", path=p)
+    if meta.get("version") != str(VERSION):
+        raise UnknownFormatError(f"fingerprint version {meta.get('version')!r}; this provenance reads version "
+                                 f"{VERSION} (re-create it with `provenance fingerprint`)", path=p)
+    text = meta.get("fingerprint")
+    if not isinstance(text, str) or hashlib.sha256(text.encode("utf-8")).hexdigest() != meta.get("sha256"):
+        raise CorruptFileError("checksum mismatch in the fingerprint's metadata: the file was edited or damaged; "
+                               "re-create it with `provenance fingerprint`", path=p)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CorruptFileError("the fingerprint's metadata is not JSON", path=p) from None
+    if not isinstance(data, dict) or not isinstance(data.get("tensors"), dict):
+        raise CorruptFileError("the fingerprint's metadata lists no tensors", path=p)
+    return data
+
+
+class _Tensors:
+    """Reads tensors of one fingerprint file, each checked against the sha256 its metadata lists."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path, self.listed = path, meta["tensors"]
+        try:
+            self._file = safe_open(str(path), framework="np")
+            present = set(self._file.keys())
+        except Exception as exc:  # the library's own error types differ by version
+            raise CorruptFileError(f"the fingerprint's tensors do not parse ({_first_line(exc)})", path=path) from None
+        if present != set(self.listed):
+            raise CorruptFileError("checksum mismatch: the fingerprint holds other tensors than its metadata "
+                                   "lists", path=path)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.listed
+
+    def get(self, name: str) -> np.ndarray:
+        try:
+            arr = self._file.get_tensor(name)
+        except Exception as exc:
+            raise CorruptFileError(f"tensor {name!r} does not read ({_first_line(exc)})", path=self.path) from None
+        if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != self.listed[name]:
+            raise CorruptFileError(f"checksum mismatch in tensor {name!r}: the file was edited or damaged; "
+                                   "re-create it with `provenance fingerprint`", path=self.path)
+        return arr
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_screens(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(metadata, pre-filter vectors) of a fingerprint, each verified; the rest is not read."""
+    p = Path(path)
+    meta = read_meta(p)
+    t = _Tensors(p, meta)
+    return meta, {name[len("screen."):]: t.get(name) for name in meta["tensors"] if name.startswith("screen.")}
+
+
+def load(path: str | os.PathLike[str]) -> Fingerprint:
+    """Read and verify a whole fingerprint file; any damage is a one-line `CorruptFileError`."""
+    p = Path(path)
+    meta = read_meta(p)
+    t = _Tensors(p, meta)
+    try:
+        return _assemble(p, meta, t)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, ProvenanceError):
+            raise
+        raise CorruptFileError(f"the fingerprint is inconsistent ({type(exc).__name__}: {_first_line(exc)})",
+                               path=p) from None
+
+
+def _assemble(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint:
+    w = meta.get("weights", {})
+    fp = Fingerprint(meta=meta, path=str(p), layers=[int(x) for x in w.get("layers", [])])
+    if "profiles" in t:
+        scale = t.get("profiles.scale").astype(np.float32)
+        prof = t.get("profiles").astype(np.float32) * np.nan_to_num(scale, nan=1.0)[..., None]
+        prof[np.isnan(scale)] = np.nan
+        if prof.shape[0] != len(fp.layers):
+            raise ValueError(f"profiles cover {prof.shape[0]} layers, the metadata lists {len(fp.layers)}")
+        fp.profiles = prof
+    for tag, mode in MODE.items():
+        if f"anchors.{tag}.keys" in t:
+            keys = _unblob(t.get(f"anchors.{tag}.keys"), t.get(f"anchors.{tag}.offsets"))
+            ids = t.get(f"anchors.{tag}.ids").astype(np.int64)
+            rows = t.get(f"anchors.{tag}.rows").astype(np.float32) * t.get(f"anchors.{tag}.row_scale")[:, None]
+            if not len(keys) == len(ids) == rows.shape[0]:
+                raise ValueError(f"anchors.{tag}: keys, ids and rows differ in length")
+            fp.anchors[mode], fp.anchor_rows[mode] = Anchors(mode, keys, ids), rows
+    fp.sketch_anchors = {MODE[tag]: int(n) for tag, n in w.get("sketch_anchors", {}).items()}
+    for name, info in w.get("sketches", {}).items():
+        tag, layer, key = name.split(".", 2)
+        mode = MODE[tag]
+        rows = t.get(f"sketch.{name}").astype(np.float32) * float(info["scale"])
+        neurons = t.get(f"sketch.{name}.neurons").astype(np.int64)
+        if rows.shape != (len(neurons), len(fp.sketch_keys(mode))):
+            raise ValueError(f"sketch {name} has shape {rows.shape}")
+        fp.sketches.setdefault(mode, {})[(int(layer), key)] = Sketch(rows, neurons, int(info["n_out"]),
+                                                                     int(info["top"]))
+    for name in meta["tensors"]:
+        if name.startswith("screen."):
+            fp.screens[name[len("screen."):]] = t.get(name)
+    if "vocab.table" in t:
+        fp.vocabulary = decode(t.get("vocab.table"), meta["tokenizer"], str(p))
+    return fp
