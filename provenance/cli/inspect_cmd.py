@@ -6,13 +6,16 @@ import argparse
 import sys
 from typing import Any, TextIO
 
+from provenance.cli import fingerprint_cmd
 from provenance.cli.output import write_json
+from provenance.fingerprint import is_fingerprint_file, load
 from provenance.inspect import InspectResult, inspect_model
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("inspect", help="describe a checkpoint: format, architecture, canonical roles, hashes")
-    p.add_argument("model", help="HF directory, weights file (.safetensors/.gguf/.onnx/.bin) or cached model id")
+    p.add_argument("model", help="HF directory, weights file (.safetensors/.gguf/.onnx/.bin), cached model id or "
+                   "fingerprint")
     p.add_argument("--json", metavar="F", help="also write the full result as JSON to F")
     p.add_argument("--all", action="store_true", help="list every role (default: globals and layer 0)")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every file")
@@ -20,10 +23,22 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_fingerprint_file(args.model):
+        return _inspect_fingerprint(args)
     result = inspect_model(args.model, hashes=not args.no_hash)
     if args.json:
         write_json(args.json, result.to_dict())
     print_summary(result, sys.stdout, all_roles=args.all)
+    return 0
+
+
+def _inspect_fingerprint(args: argparse.Namespace) -> int:
+    """A fingerprint file: what it was made from and what it keeps (its roles, config and statistics in --json)."""
+    fp = load(args.model)
+    if args.json:
+        meta = {k: v for k, v in fp.meta.items() if k != "tensors"}
+        write_json(args.json, {"schema": "provenance.fingerprint-info/1", "summary": fp.summary(), "meta": meta})
+    fingerprint_cmd.print_summary(fp, args.model, sys.stdout)
     return 0
 
 

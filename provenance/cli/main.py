@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from provenance import __version__
-from provenance.cli import compare_cmd, inspect_cmd, report_cmd
+from provenance.cli import compare_cmd, fingerprint_cmd, identify_cmd, inspect_cmd, report_cmd
 from provenance.errors import ProvenanceError
 
-COMMANDS = (inspect_cmd, compare_cmd, report_cmd)
+COMMANDS = (inspect_cmd, compare_cmd, fingerprint_cmd, identify_cmd, report_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,16 @@ Spec = str | os.PathLike[str]
 
 def compare_fingerprints(base: Spec, candidate: Spec, opts: Any, device: torch.device) -> CompareResult:
     """The `compare` result for two specs of which at least one is a fingerprint file."""
+    if "activations" in (opts.signals or ()):
+        raise InvalidParameterError("signals", "compare", "weights, tokenizer or config when an input is a "
+                                    "fingerprint (activations run the models themselves)", ",".join(opts.signals))
+    fa, fb = (fingerprint(s, device=str(device), hashes=opts.hashes) for s in (base, candidate))
+    return compare_loaded(fa, fb, base, candidate, opts, device)
+
+
+def compare_loaded(fa: Fingerprint, fb: Fingerprint, base: Spec, candidate: Spec, opts: Any,
+                   device: torch.device) -> CompareResult:
+    """`compare_fingerprints` on fingerprints already in memory (`identify` compares one query with many)."""
     from provenance.comparison import (
         DEFAULT_SIGNALS,
         MODEL_SIGNALS,
@@ -35,10 +45,6 @@ def compare_fingerprints(base: Spec, candidate: Spec, opts: Any, device: torch.d
         verdict_from,
     )
 
-    if "activations" in (opts.signals or ()):
-        raise InvalidParameterError("signals", "compare", "weights, tokenizer or config when an input is a "
-                                    "fingerprint (activations run the models themselves)", ",".join(opts.signals))
-    fa, fb = (fingerprint(s, device=str(device), hashes=opts.hashes) for s in (base, candidate))
     alone = [fp for fp in (fa, fb) if not fp.has_weights and not fp.meta.get("facts")]
     signals = opts.signals or DEFAULT_SIGNALS
     if alone:

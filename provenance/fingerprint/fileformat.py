@@ -149,11 +149,27 @@ def _header(path: Path) -> dict[str, Any] | None:
     return head if isinstance(head, dict) else None
 
 
+SUFFIX = ".fingerprint"
+
+
+def _why_no_header(p: Path) -> str:
+    """Why `_header` found none: truncated (the declared header is longer than the file), or not safetensors."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        first = f.read(8)
+    n = int.from_bytes(first, "little") if len(first) == 8 else None
+    if n is not None and 0 < n <= MAX_HEADER and n + 8 > size:
+        return f"truncated fingerprint file (its header needs {n + 8:,} bytes, the file has {size:,})"
+    return "not a fingerprint file (no safetensors header with provenance metadata)"
+
+
 def is_fingerprint_file(path: str | os.PathLike[str]) -> bool:
-    """True when `path` is a file whose header says it is a provenance fingerprint (reads the header only)."""
+    """True for a `.fingerprint` file, or any file whose header says it is one (reads the header only)."""
     p = Path(path)
     if not p.is_file():
         return False
+    if p.suffix == SUFFIX:
+        return True
     head = _header(p)
     meta = head.get("__metadata__") if head else None
     return isinstance(meta, dict) and meta.get("format") == FORMAT
@@ -166,7 +182,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     if head is None:
         if not p.exists():
             raise ProvenanceError(f"no such fingerprint file: {p}")
-        raise UnknownFormatError("not a fingerprint file (no safetensors header)", path=p)
+        raise CorruptFileError(_why_no_header(p), path=p)
     meta = head.get("__metadata__")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UnknownFormatError("not a provenance fingerprint (its header has no 'format: "

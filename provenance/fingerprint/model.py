@@ -43,7 +43,7 @@ class Fingerprint:
     sketches: dict[str, dict[tuple[int, str], Sketch]] = field(default_factory=dict)
     sketch_anchors: dict[str, int] = field(default_factory=dict)
     vocabulary: Vocabulary | None = None
-    screens: dict[str, np.ndarray] = field(default_factory=dict)  # coarse pre-filter vectors (provenance.fingerprint.screen)
+    screens: dict[str, np.ndarray] = field(default_factory=dict)  # pre-filter vectors (fingerprint.screen)
     path: str | None = None  # the file it was read from
 
     @property

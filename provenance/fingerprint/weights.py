@@ -25,7 +25,7 @@ from provenance.signals.weights import (
 QUERY_ROWS = 32  # the base's largest rows, each matched among the candidate's kept largest rows
 MIN_SKETCH_ANCHORS = 16
 MIN_DIRECT_ROWS = 8
-IN_PLACE_COSINE = 0.2  # a probe row agreeing this well with the same id is in place (merges 0.3-0.65, permuted 0 ± 0.15)
+IN_PLACE_COSINE = 0.2  # probe rows agreeing this well with the same id are in place (merges 0.3-0.65, permuted ~0)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""`provenance identify MODEL [--registry DIR] [--top K]`: the most likely base(s) among known fingerprints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from provenance.cli.output import check_writable, write_atomic
+from provenance.fingerprint.registry import default_registry
+from provenance.identify import SHORTLIST, IdentifyResult, identify
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("identify", help="rank known bases (a registry of fingerprints) for MODEL, with evidence")
+    p.add_argument("model", help="model, tokenizer file or fingerprint")
+    p.add_argument("--registry", metavar="DIR", default=None,
+                   help=f"directory of .fingerprint files (default: {default_registry()})")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="candidates to list (default 5)")
+    p.add_argument("--shortlist", type=int, default=SHORTLIST, metavar="N",
+                   help=f"entries per screen compared in full (default {SHORTLIST}; entries the screen flags "
+                   "are always compared)")
+    p.add_argument("--json", metavar="F", help="write the result (provenance.identify/1) to F")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-hash", action="store_true", help="skip the sha256 of the model's files")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.json)
+    result = identify(args.model, registry=args.registry, top=args.top, shortlist=args.shortlist,
+                      device=args.device, seed=args.seed, hashes=not args.no_hash)
+    if args.json:
+        write_atomic(args.json, result.to_json())
+    print_summary(result, sys.stdout)
+    return 0
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
+
+
+def print_summary(r: IdentifyResult, out: TextIO) -> None:
+    t = r.timings
+    out.write(f"query       {r.query['spec']}\n")
+    out.write(f"registry    {r.registry}: {r.scanned} entries screened in {t['scan'] + t['screen']:.2f} s, "
+              f"{r.shortlisted} compared in full in {t['compare']:.2f} s (query fingerprint {t['query']:.2f} s)\n\n")
+    width = max([len(c.name) for c in r.candidates] + [5])
+    out.write(f"{'rank':<5} {'entry':<{width}}  {'verdict':<12} {'p-value':<9} evidence\n")
+    for c in r.candidates:
+        out.write(f"{c.rank:<5} {c.name:<{width}}  {c.label.upper():<12} {_p(c.p_value):<9} "
+                  f"{'+'.join(c.decided_by) or '-'}: {c.relation or '-'}\n")
+        out.write(f"{'':<5} {'':<{width}}  {c.strongest}\n")
+    out.write("\n")
+    m = r.match
+    if m is not None:
+        out.write(f"most likely base: {m.name} ({m.label}, p = {_p(m.p_value)}, {m.relation})\n")
+    else:
+        out.write("no confident match: no registry entry's weights are related to this model's\n")
+    for c in r.tokenizer_matches:
+        out.write(f"tokenizer: {c.relation} of {c.name} (this alone does not make it the base)\n")

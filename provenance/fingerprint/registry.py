@@ -1,0 +1,98 @@
+"""A registry: a directory of `.fingerprint` files, screened cheaply before any full comparison.
+
+Screening reads each file's header and its few small pre-filter vectors (each verified
+against the checksums in the header); the full fingerprint is loaded only for the shortlist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from provenance.errors import ProvenanceError
+from provenance.fingerprint.anchors import BY_IDS, BY_TOKENS, TAG_OF
+from provenance.fingerprint.fileformat import SUFFIX, load_screens
+from provenance.fingerprint.model import Fingerprint
+from provenance.fingerprint.screen import embedding_score, jaccard_estimate
+
+MIN_SCREEN_ANCHORS = 16
+
+
+@dataclass
+class Entry:
+    """One registry file: its verified metadata and pre-filter vectors."""
+
+    path: Path
+    meta: dict[str, Any]
+    screens: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        src = self.meta.get("source", {})
+        return str(src.get("name") or self.path.stem)
+
+    @property
+    def has_weights(self) -> bool:
+        return "facts" in self.meta
+
+
+@dataclass
+class Screen:
+    """How one registry entry looks against the query before the full comparison."""
+
+    weights_r: float | None  # correlation of the anchor-token cosine structures (None: not comparable)
+    anchors: int  # anchor tokens both hold
+    paired_by: str | None
+    jaccard: float | None  # MinHash estimate of the ordinary-token overlap
+    same_vocabulary: bool
+
+
+def default_registry() -> Path:
+    """`$PROVENANCE_REGISTRY`, else the `fingerprints/` directory beside the package (a source checkout)."""
+    env = os.environ.get("PROVENANCE_REGISTRY")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "fingerprints"
+
+
+def registry_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The `.fingerprint` files of a registry directory, sorted by name."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ProvenanceError(f"registry {d} is not a directory (pass --registry DIR, or build one with "
+                              "`python fingerprints/build.py`)")
+    files = sorted(p for p in d.iterdir() if p.suffix == SUFFIX and p.is_file())
+    if not files:
+        raise ProvenanceError(f"registry {d} holds no {SUFFIX} files")
+    return files
+
+
+def scan(directory: str | os.PathLike[str]) -> list[Entry]:
+    """Every entry's metadata and pre-filter vectors; a damaged file stops the scan with its name."""
+    return [Entry(p, *load_screens(p)) for p in registry_files(directory)]
+
+
+def _vectors(screens: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+    tag = TAG_OF[mode]
+    return (screens[tag], screens[tag + ".anchors"]) if tag in screens and tag + ".anchors" in screens else None
+
+
+def screen(query: Fingerprint, entry: Entry) -> Screen:
+    """Pre-filter scores of one entry: the embedding screen by token strings, else by id; MinHash overlap."""
+    r, n, paired = None, 0, None
+    for mode in (BY_TOKENS, BY_IDS):
+        a, b = _vectors(query.screens, mode), _vectors(entry.screens, mode)
+        if a is None or b is None:
+            continue
+        score, common = embedding_score(a, b)
+        if common >= MIN_SCREEN_ANCHORS:
+            r, n, paired = score, common, mode
+            break
+    jac = None
+    if "minhash" in query.screens and "minhash" in entry.screens:
+        jac = jaccard_estimate(query.screens["minhash"], entry.screens["minhash"])
+    qd = query.meta.get("tokenizer", {}).get("digest") if query.vocabulary is None else query.vocabulary.digest()
+    same = qd is not None and qd == entry.meta.get("tokenizer", {}).get("digest")
+    return Screen(r, n, paired, jac, same)
