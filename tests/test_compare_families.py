@@ -7,6 +7,7 @@ Every disguise a shell maker can apply for free, plus real modifications, must c
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,9 +16,16 @@ import torch
 from safetensors.torch import load_file
 
 from provenance.comparison import CompareOptions, compare
+from provenance.result import CompareResult
 from tests import families as fam
 
 OPTS = CompareOptions(hashes=False, device="cpu")
+
+
+@functools.cache
+def full_result(base: Path, candidate: Path) -> CompareResult:
+    """The full-checkpoint comparison, computed once per session (the fingerprint agreement test reuses it)."""
+    return compare(base, candidate, OPTS)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +109,7 @@ CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize("name,label,words", CASES, ids=[c[0] for c in CASES])
 def test_smollm2_family(base, name, label, words):
-    result = compare(base[0], _build(name, base), OPTS)
+    result = full_result(base[0], _build(name, base))
     v = result.verdict
     assert v.label == label, (v.label, v.relation, v.explanation)
     assert v.p_value is not None and v.p_value < 1e-6
@@ -114,15 +122,18 @@ def test_smollm2_family(base, name, label, words):
         assert [row[0] for row in result.layer_map] == sorted(list(range(30)) + list(range(10, 20)))
 
 
-@pytest.mark.slow
-def test_merge_with_an_independent_model(base, independent):
+def merged_variant(base, independent) -> Path:
     """50/50 with an independent model of the same weight scale (a briefly trained model's weights are
     ~5x smaller than SmolLM2's, which would make the merge read as a 22% perturbation)."""
     _, state, cfg = base
     other = load_file(str(independent[0] / "model.safetensors"))
     matched = {k: v * (state[k].norm() / v.norm()) if v.norm() > 0 else v for k, v in other.items()}
-    merged = fam.variant("smollm2-merge-scratch1-scaled", lambda: (fam.merge(state, matched, 0.5), cfg))
-    v = compare(base[0], merged, OPTS).verdict
+    return fam.variant("smollm2-merge-scratch1-scaled", lambda: (fam.merge(state, matched, 0.5), cfg))
+
+
+@pytest.mark.slow
+def test_merge_with_an_independent_model(base, independent):
+    v = full_result(base[0], merged_variant(base, independent)).verdict
     assert v.label == "derived" and v.p_value < 1e-6
     assert "merged with another model" in v.relation
 
@@ -131,7 +142,7 @@ def test_merge_with_an_independent_model(base, independent):
 def test_independent_same_shape_models_are_not_derived(base, independent):
     pairs = [(base[0], independent[0]), (base[0], independent[1]), (independent[0], independent[1])]
     for a, b in pairs:
-        v = compare(a, b, OPTS).verdict
+        v = full_result(a, b).verdict
         assert v.label == "independent", (a.name, b.name, v.label, v.p_value, v.explanation)
         assert v.p_value > 0.01
 

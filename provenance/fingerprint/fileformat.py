@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save as st_save
 
 from provenance.errors import CorruptFileError, ProvenanceError, UnknownFormatError
 from provenance.fingerprint.anchors import TAG_OF, Anchors
@@ -90,7 +89,27 @@ def to_bytes(fp: Fingerprint) -> bytes:
     text = json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False)
     header = {"format": FORMAT, "version": str(VERSION), "fingerprint": text,
               "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-    return st_save(tensors, metadata=header)
+    return _serialize(tensors, header)
+
+
+_DTYPES = {"float16": "F16", "float32": "F32", "int8": "I8", "uint8": "U8", "int64": "I64", "uint64": "U64"}
+
+
+def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with a key-sorted header and tensors in name order, so equal content gives equal
+    bytes (the library's writer orders the metadata differently from run to run)."""
+    head: dict[str, Any] = {"__metadata__": metadata}
+    offset, chunks = 0, []
+    for name in sorted(tensors):
+        arr = tensors[name]
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        head[name] = {"dtype": _DTYPES[arr.dtype.name], "shape": list(arr.shape),
+                      "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(head, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
 def _round(x: np.ndarray) -> np.ndarray:
