@@ -4,9 +4,12 @@ The public names load on first use, so `import provenance.vocab...` does not pay
 
 >>> import provenance
 >>> sorted(provenance.__all__)  # doctest: +NORMALIZE_WHITESPACE
-['CanonicalModel', 'Checkpoint', 'CompareOptions', 'CompareResult', 'InspectResult', 'TokenMap', 'VocabComparison',
- 'Vocabulary', 'compare', 'compare_vocabularies', 'inspect_model', 'load_vocabulary', 'open_checkpoint', 'open_model',
- 'shared_tokens']
+['CanonicalModel', 'Checkpoint', 'CompareOptions', 'CompareResult', 'Fingerprint', 'IdentifyResult', 'InspectResult',
+ 'TokenMap', 'VocabComparison', 'Vocabulary', 'compare', 'compare_vocabularies', 'inspect_model', 'load_vocabulary',
+ 'open_checkpoint', 'open_model', 'shared_tokens']
+
+Fingerprints: `from provenance.fingerprint import fingerprint, save, load`; the registry search:
+`from provenance.identify import identify` (subpackage and module names, so not re-exported here).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ _WHERE = {
     "CanonicalModel": "provenance.arch.view", "open_model": "provenance.arch.view",
     "CompareOptions": "provenance.comparison", "CompareResult": "provenance.result",
     "compare": "provenance.comparison",
+    "Fingerprint": "provenance.fingerprint.model",
+    "IdentifyResult": "provenance.identify",
     "InspectResult": "provenance.inspect", "inspect_model": "provenance.inspect",
     "Checkpoint": "provenance.io", "open_checkpoint": "provenance.io",
     "VocabComparison": "provenance.vocab.compare", "compare_vocabularies": "provenance.vocab.compare",

@@ -67,3 +67,22 @@ def test_activation_capture_on_cuda_in_bf16():
     pos, _, _ = aligned_positions(enc, enc, per_text=8)
     cap = runner.capture(enc, pos)
     assert runner.dtype == torch.bfloat16 and cap.residual.shape[:2] == (6, len(pos[0]))
+
+
+@pytest.mark.gpu
+@cuda
+def test_fingerprint_on_cuda_matches_cpu(tiny_llama):
+    """The builder streams roles to CUDA and projects there; what it keeps equals the CPU build to rounding."""
+    import numpy as np
+
+    from provenance.fingerprint import fingerprint
+    from provenance.fingerprint.weights import fingerprint_weight_evidence
+
+    folder, _ = tiny_llama
+    cpu, gpu = fingerprint(folder, device="cpu"), fingerprint(folder, device="cuda")
+    np.testing.assert_allclose(gpu.profiles, cpu.profiles, rtol=2e-3)
+    for mode, sketches in cpu.sketches.items():
+        for key, s in sketches.items():
+            np.testing.assert_allclose(gpu.sketches[mode][key].rows, s.rows, rtol=2e-3, atol=1e-4)
+    w = fingerprint_weight_evidence(cpu, gpu)
+    assert w.map_facts["identity"] and w.similarity["direct_cosine"] > 0.9999
