@@ -56,7 +56,10 @@ def print_summary(r: IdentifyResult, out: TextIO) -> None:
     m = r.match
     if m is not None:
         out.write(f"most likely base: {m.name} ({m.label}, p = {_p(m.p_value)}, {m.relation})\n")
-    else:
+    elif r.query.get("layers"):
         out.write("no confident match: no registry entry's weights are related to this model's\n")
     for c in r.tokenizer_matches:
-        out.write(f"tokenizer: {c.relation} of {c.name} (this alone does not make it the base)\n")
+        out.write(f"related tokenizer: {c.name} ({c.relation}, p = {_p(c.p_value)})"
+                  + (" — this alone does not make it the base\n" if r.query.get("layers") else "\n"))
+    if not r.query.get("layers") and not r.tokenizer_matches:
+        out.write("no confident match: no registry tokenizer is related to this one\n")
