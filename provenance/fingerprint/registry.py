@@ -69,9 +69,21 @@ def registry_files(directory: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+def _slim(meta: dict[str, Any]) -> dict[str, Any]:
+    """What ranking and reporting need of an entry's metadata (config, roles and statistics stay on disk)."""
+    out = {"source": meta.get("source", {}), "tokenizer": {"digest": meta.get("tokenizer", {}).get("digest")}}
+    if "facts" in meta:
+        out["facts"] = meta["facts"]
+    return out
+
+
 def scan(directory: str | os.PathLike[str]) -> list[Entry]:
     """Every entry's metadata and pre-filter vectors; a damaged file stops the scan with its name."""
-    return [Entry(p, *load_screens(p)) for p in registry_files(directory)]
+    entries = []
+    for p in registry_files(directory):
+        meta, screens = load_screens(p)
+        entries.append(Entry(p, _slim(meta), screens))
+    return entries
 
 
 def _vectors(screens: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.ndarray] | None:
