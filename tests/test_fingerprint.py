@@ -198,3 +198,20 @@ def test_a_broken_tokenizer_beside_weights_is_noted_not_fatal(tiny_llama, tmp_pa
 def test_missing_spec_is_a_clear_error():
     with pytest.raises(ProvenanceError, match="no such file"):
         fingerprint("/nonexistent/model")
+
+
+def test_identify_json_matches_its_published_schema(tmp_path, capsys):
+    """`identify --json` against the committed registry: a tokenizer query and a model query."""
+    import jsonschema
+
+    from provenance.report.schema import identify_schema, validate_identify
+
+    jsonschema.Draft202012Validator.check_schema(identify_schema())
+    for spec in (require(LLAMA3_JSON), require(MINILM_DIR)):
+        out = tmp_path / "id.json"
+        assert main(["identify", str(spec), "--no-hash", "--top", "3", "--json", str(out)]) == 0
+        data = json.loads(out.read_text())
+        validate_identify(data)
+        assert data["scanned"] >= 18 and len(data["candidates"]) == 3
+    assert data["match"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "most likely base: sentence-transformers/all-MiniLM-L6-v2" in capsys.readouterr().out

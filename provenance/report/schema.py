@@ -1,4 +1,4 @@
-"""The published JSON Schema of compare results (`provenance.compare/1`) and validation against it."""
+"""The published JSON Schemas (`provenance.compare/1`, `provenance.identify/1`) and validation against them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ SCHEMA_ID = "provenance.compare/1"
 def compare_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) shipped in the package as `report/schemas/compare-1.json`."""
     return json.loads(resources.files("provenance.report").joinpath("schemas/compare-1.json").read_text("utf-8"))
+
+
+@lru_cache(maxsize=1)
+def identify_schema() -> dict[str, Any]:
+    """The JSON Schema of `provenance identify --json` output (`report/schemas/identify-1.json`)."""
+    return json.loads(resources.files("provenance.report").joinpath("schemas/identify-1.json").read_text("utf-8"))
+
+
+def validate_identify(data: Any) -> None:
+    """Raise ProvenanceError naming the first violation when `data` is not a valid identify result."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(identify_schema()).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ProvenanceError(f"identify result does not match provenance.identify/1 at {where}: "
+                              f"{_short(error.message)}")
 
 
 def validate_result(data: Any, source: str = "result") -> None:
