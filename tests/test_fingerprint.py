@@ -18,7 +18,12 @@ from safetensors.numpy import save_file as np_save_file
 
 from provenance.cli.main import main
 from provenance.comparison import CompareOptions, compare
-from provenance.errors import CorruptFileError, InvalidParameterError, ProvenanceError, UnknownFormatError
+from provenance.errors import (
+    CorruptFileError,
+    InvalidParameterError,
+    ProvenanceError,
+    UnknownFormatError,
+)
 from provenance.fingerprint import fingerprint, is_fingerprint_file, load, save
 from provenance.fingerprint.fileformat import read_meta, to_bytes
 from tests.real_models import CL100K_TIKTOKEN, LLAMA3_JSON, MINILM_DIR, require

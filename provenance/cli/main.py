@@ -12,7 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from provenance import __version__
-from provenance.cli import compare_cmd, fingerprint_cmd, identify_cmd, inspect_cmd, report_cmd
+from provenance.cli import (
+    compare_cmd,
+    fingerprint_cmd,
+    identify_cmd,
+    inspect_cmd,
+    report_cmd,
+)
 from provenance.errors import ProvenanceError
 
 COMMANDS = (inspect_cmd, compare_cmd, fingerprint_cmd, identify_cmd, report_cmd)
