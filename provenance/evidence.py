@@ -121,9 +121,11 @@ def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
             kind = ("quantized copy" if shapes["quantized"] else "dtype or format change" if shapes["dtypes_differ"]
                     else "exact copy")
             rel = ", ".join([kind] + relations)
+            caveat = (f" A fine-tune that moved the weights by less than that error (up to {shapes['tolerance']:.0%} "
+                      "here) would look the same." if kind == "quantized copy" else "")
             return Verdict("identical", rel, 1.0 - lm.p_value, lm.p_value,
                            f"Every layer matches its counterpart (weight cosine {sim.get('direct_cosine')}); the "
-                           f"differences are within {ERROR_OF[kind]} error.")
+                           f"differences are within {ERROR_OF[kind]} error.{caveat}")
         rel = ", ".join(relations) or "derived (modified weights)"
         return Verdict("derived", rel, 1.0 - lm.p_value, lm.p_value,
                        f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond "
