@@ -8,6 +8,7 @@ bottom-k sample of each, which overlap in about k·|A∩B|/|A∪B| tokens.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -72,8 +73,10 @@ def by_ids(rows: int, k: int) -> Anchors:
     return Anchors(BY_IDS, [b"id:%d" % i for _, i in chosen], np.array([i for _, i in chosen], dtype=np.int64))
 
 
+@functools.lru_cache(maxsize=64)
 def probe_neurons(n_out: int, k: int) -> np.ndarray:
-    """`k` neuron ids chosen by hash among range(n_out): the same ids in every model of that width."""
+    """`k` neuron ids chosen by hash among range(n_out): the same ids in every model of that width (cached:
+    a model has few widths and many tensors)."""
     pri = priorities([b"neuron:%d" % i for i in range(n_out)])
     return np.sort(np.argsort(pri, kind="stable")[:k]).astype(np.int64)
 

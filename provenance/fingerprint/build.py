@@ -51,7 +51,7 @@ MIN_ANCHORS, MAX_ANCHORS = 256, 4096
 SKETCH_SIZE = {"primary": (64, 96), "fallback": (32, 64)}
 PROBE_ROWS = 32
 MIN_TOKEN_ANCHORS = 64  # fewer shared tokens than this: the weight signal pairs rows by id
-STAT_SAMPLE = 1 << 20  # elements per tensor the moment statistics are taken over (evenly strided)
+STAT_SAMPLE = 1 << 18  # elements per tensor the moment statistics are taken over (evenly strided)
 
 
 def fingerprint(spec: str | os.PathLike[str], *, device: str = "auto", hashes: bool = True,
