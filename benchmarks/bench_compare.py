@@ -160,13 +160,14 @@ def child_main(kind: str, base: Path, cand: Path, top: int) -> None:
 
 # --- the driver ---------------------------------------------------------------------------
 
-def run_child(*args: str) -> dict[str, Any]:
-    """Run this script with hidden arguments in a fresh interpreter; its last stdout line is JSON."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+def run_child(*args: str, script: str | Path = __file__) -> dict[str, Any]:
+    """Run `script` (this one by default) with hidden arguments in a fresh interpreter; its last stdout line
+    is JSON."""
+    cmd = [sys.executable, str(Path(script).resolve()), *args]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
     sys.stdout.write("".join(ln + "\n" for ln in proc.stdout.splitlines()[:-1]))
     if proc.returncode != 0:
-        raise SystemExit(f"child {' '.join(args[:2])!r} failed (exit {proc.returncode}):\n{proc.stderr}")
+        raise SystemExit(f"child {' '.join(args[:3])!r} failed (exit {proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -160,13 +159,8 @@ def child_main(kind: str, args: list[str], repeats: int) -> None:
 
 
 def run_child(*args: str) -> dict[str, Any]:
-    """Run this script with hidden arguments in a fresh interpreter; its last stdout line is JSON."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
-    sys.stdout.write("".join(ln + "\n" for ln in proc.stdout.splitlines()[:-1]))
-    if proc.returncode != 0:
-        raise SystemExit(f"child {' '.join(args[:3])!r} failed (exit {proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run this script with hidden arguments in a fresh interpreter (bench_compare's runner)."""
+    return bench_compare.run_child(*args, script=__file__)
 
 
 def measure(*args: str, repeats: int = 1) -> dict[str, Any]:

@@ -457,6 +457,19 @@ def opaque_names(state: State, seed: int) -> dict[str, str]:
     return names
 
 
+def rename_bert_opaque(state: State) -> State:
+    """A BERT checkpoint's tensors under meaningless names: `blocks.{i}.p{k}.{weight|bias}` per layer (slots in
+    file order) and `globals.g{k}.*` for the rest — the renamed-shell case for post-norm models."""
+    renamed: State = {}
+    slots: dict[tuple[str, str], int] = {}
+    for name, t in state.items():
+        m = re.match(r"encoder\.layer\.(\d+)\.(.*)\.(weight|bias)$", name)
+        group, stem, kind = (m.group(1), m.group(2), m.group(3)) if m else ("g",) + tuple(name.rsplit(".", 1))
+        k = slots.setdefault((group, stem), sum(1 for g, _ in slots if g == group))
+        renamed[f"blocks.{group}.p{k}.{kind}" if m else f"globals.g{k}.{kind}"] = t
+    return renamed
+
+
 def rename_opaque(state: State, seed: int) -> State:
     """The same tensors under `opaque_names(state, seed)`, in sorted-name order (renamed-shell case)."""
     names = opaque_names(state, seed)

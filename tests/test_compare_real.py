@@ -154,18 +154,13 @@ def test_truncated_candidate_shard_exit_2(tiny_llama, tmp_path):
 def test_renamed_bert_is_read_post_norm_and_only_renamed(tmp_path):
     """all-MiniLM-L6-v2 under opaque names (`blocks.{i}.p{k}.weight`, `globals.g{k}.weight`): the token-type
     table says BERT-style post-norm, the one global norm follows the embeddings, biases follow their matrices."""
-    import re
     import shutil
 
     from safetensors.torch import load_file
 
-    state = load_file(str(require(MINILM_DIR) / "model.safetensors"))
-    renamed, slots = {}, {}
-    for name, t in state.items():
-        m = re.match(r"encoder\.layer\.(\d+)\.(.*)\.(weight|bias)$", name)
-        group, stem, kind = (m.group(1), m.group(2), m.group(3)) if m else ("g",) + tuple(name.rsplit(".", 1))
-        k = slots.setdefault((group, stem), sum(1 for g, _ in slots if g == group))
-        renamed[f"blocks.{group}.p{k}.{kind}" if m else f"globals.g{k}.{kind}"] = t
+    from tests.families import rename_bert_opaque
+
+    renamed = rename_bert_opaque(load_file(str(require(MINILM_DIR) / "model.safetensors")))
     folder = tmp_path / "renamed"
     folder.mkdir()
     save_file(renamed, str(folder / "model.safetensors"))

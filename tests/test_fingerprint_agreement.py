@@ -8,7 +8,6 @@ and the relation words the weight tests require.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from provenance.comparison import CompareOptions, compare
 from provenance.fingerprint import fingerprint, save
+from tests.families import rename_bert_opaque
 from tests.real_models import (
     BERT_VOCAB_TXT,
     BGE_ONNX,
@@ -130,13 +130,7 @@ def test_gguf_against_its_dequantized_copy_from_fingerprints(smollm2_hf, fingerp
 @pytest.mark.slow
 def test_renamed_bert_from_fingerprints(tmp_path, fingerprints):
     """The opaque renaming of tests/test_compare_real.py: post-norm inferred, only renamed."""
-    state = load_file(str(require(MINILM_DIR) / "model.safetensors"))
-    renamed, slots = {}, {}
-    for name, t in state.items():
-        m = re.match(r"encoder\.layer\.(\d+)\.(.*)\.(weight|bias)$", name)
-        group, stem, kind = (m.group(1), m.group(2), m.group(3)) if m else ("g",) + tuple(name.rsplit(".", 1))
-        k = slots.setdefault((group, stem), sum(1 for g, _ in slots if g == group))
-        renamed[f"blocks.{group}.p{k}.{kind}" if m else f"globals.g{k}.{kind}"] = t
+    renamed = rename_bert_opaque(load_file(str(require(MINILM_DIR) / "model.safetensors")))
     folder = tmp_path / "renamed"
     folder.mkdir()
     save_file(renamed, str(folder / "model.safetensors"))

@@ -132,17 +132,6 @@ def _minilm() -> tuple[dict[str, torch.Tensor], dict]:
     return load_file(str(d / "model.safetensors")), json.loads((d / "config.json").read_text())
 
 
-def rename_bert_opaque(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`blocks.{i}.p{k}.{weight|bias}` / `globals.g{k}.*`, as in test_compare_real's renamed BERT."""
-    renamed, slots = {}, {}
-    for name, t in state.items():
-        m = re.match(r"encoder\.layer\.(\d+)\.(.*)\.(weight|bias)$", name)
-        group, stem, kind = (m.group(1), m.group(2), m.group(3)) if m else ("g",) + tuple(name.rsplit(".", 1))
-        k = slots.setdefault((group, stem), sum(1 for g, _ in slots if g == group))
-        renamed[f"blocks.{group}.p{k}.{kind}" if m else f"globals.g{k}.{kind}"] = t
-    return renamed
-
-
 def permute_bert(state: dict[str, torch.Tensor], cfg: dict, seed: int) -> dict[str, torch.Tensor]:
     """Per layer, a random order of the FFN neurons and of the attention heads: the function is unchanged."""
     g = torch.Generator().manual_seed(seed)
@@ -189,7 +178,7 @@ def minilm_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     state, cfg = _minilm()
     root = tmp_path_factory.mktemp("minilm")
     return {
-        "renamed": _write_bert(root / "renamed", rename_bert_opaque(state), None),
+        "renamed": _write_bert(root / "renamed", fam.rename_bert_opaque(state), None),
         "permuted_noise": _write_bert(root / "permuted_noise",
                                       noise_bert(permute_bert(state, cfg, seed=7), 0.01, seed=8), cfg),
         "layers_0_2_4": _write_bert(root / "layers_0_2_4", *keep_bert_layers(state, cfg, [0, 2, 4])),
