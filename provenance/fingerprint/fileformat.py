@@ -202,7 +202,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not p.exists():
             raise ProvenanceError(f"no such fingerprint file: {p}")
         raise CorruptFileError(_why_no_header(p), path=p)
-    meta = head.get("__metadata__")
+    return _verified_meta(head.get("__metadata__"), p)
+
+
+def _verified_meta(meta: Any, p: str | Path) -> dict[str, Any]:
+    """The JSON metadata from a header's `__metadata__`, its format, version and checksum checked."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UnknownFormatError("not a provenance fingerprint (its header has no 'format: "
                                  f"{FORMAT}')", path=p)
@@ -250,6 +254,51 @@ class _Tensors:
         return arr
 
 
+class _BytesTensors(_Tensors):
+    """The same checked reads over a fingerprint held in memory (a results store keeps them as blobs)."""
+
+    def __init__(self, data: bytes, head: dict[str, Any], meta: dict[str, Any], where: str) -> None:
+        self.path, self.listed = Path(where), meta["tensors"]
+        n = int.from_bytes(data[:8], "little")
+        self._data, self._start, self._head = data, 8 + n, head
+        if {k for k in head if k != "__metadata__"} != set(self.listed):
+            raise CorruptFileError("checksum mismatch: the fingerprint holds other tensors than its metadata "
+                                   "lists", path=where)
+
+    def get(self, name: str) -> np.ndarray:
+        info = self._head[name]
+        try:
+            dtype = np.dtype(_NP_DTYPES[info["dtype"]]).newbyteorder("<")
+            a, b = (int(x) for x in info["data_offsets"])
+            raw = self._data[self._start + a:self._start + b]
+            if a < 0 or b < a or len(raw) != b - a:
+                raise ValueError("offsets outside the data")
+            arr = np.frombuffer(raw, dtype=dtype).reshape(info["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"tensor {name!r} does not read ({_first_line(exc)})", path=self.path) from None
+        if hashlib.sha256(arr.tobytes()).hexdigest() != self.listed[name]:
+            raise CorruptFileError(f"checksum mismatch in tensor {name!r}", path=self.path)
+        return arr
+
+
+_NP_DTYPES = {v: k for k, v in _DTYPES.items()}
+
+
+def from_bytes(data: bytes, where: str = "<fingerprint bytes>") -> Fingerprint:
+    """A fingerprint from the bytes `to_bytes` wrote, verified like a file."""
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    try:
+        if n <= 0 or 8 + n > len(data):
+            raise ValueError("truncated")
+        head = json.loads(data[8:8 + n].decode("utf-8"))
+        meta = _verified_meta(head.get("__metadata__"), where)
+    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise CorruptFileError(f"not fingerprint bytes ({_first_line(exc)})", path=where) from None
+    fp = _assemble(Path(where), meta, _BytesTensors(data, head, meta, where))
+    fp.path = None  # not a file: nothing to hash or name
+    return fp
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -267,9 +316,12 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
     """Read and verify a whole fingerprint file; any damage is a one-line `CorruptFileError`."""
     p = Path(path)
     meta = read_meta(p)
-    t = _Tensors(p, meta)
+    return _assemble(p, meta, _Tensors(p, meta))
+
+
+def _assemble(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint:
     try:
-        return _assemble(p, meta, t)
+        return _assemble_checked(p, meta, t)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, ProvenanceError):
             raise
@@ -277,7 +329,7 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
                                path=p) from None
 
 
-def _assemble(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint:
+def _assemble_checked(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint:
     w = meta.get("weights", {})
     fp = Fingerprint(meta=meta, path=str(p), layers=[int(x) for x in w.get("layers", [])])
     if "profiles" in t:
