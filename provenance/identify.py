@@ -125,7 +125,7 @@ def _shortlist(scored: list[tuple[Entry, Screen]], n: int) -> list[tuple[Entry, 
     return list(keep.values())
 
 
-def _strongest(r: CompareResult) -> str:
+def strongest_finding(r: CompareResult) -> str:
     """The finding that carries the verdict: the deciding signal's test, else the verdict's explanation."""
     for e in r.evidence:
         if e.signal in r.verdict.decided_by and e.p_value is not None:
@@ -161,7 +161,7 @@ def identify(spec: str | os.PathLike[str], *, registry: str | os.PathLike[str] |
         r = compare_loaded(load(e.path), query, e.path, spec, opts, dev)
         v = r.verdict
         found.append(Candidate(0, e.name, str(e.path), "model" if e.has_weights else "tokenizer", v.label,
-                               v.relation, v.p_value, v.confidence, list(v.decided_by), _strongest(r),
+                               v.relation, v.p_value, v.confidence, list(v.decided_by), strongest_finding(r),
                                asdict(s), dict(e.meta.get("source", {})), r))
     t4 = time.perf_counter()
     found.sort(key=_rank_key)

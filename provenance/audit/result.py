@@ -54,6 +54,7 @@ class LineageEdge:
     reason: str  # why this direction (or why none could be given)
     relation: str | None
     p_value: float | None
+    cues: dict[str, Any] = field(default_factory=dict)  # measured but not used for direction (e.g. kurtosis)
 
 
 @dataclass

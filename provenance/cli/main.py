@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from provenance import __version__
 from provenance.cli import (
+    audit_cmd,
     compare_cmd,
     fingerprint_cmd,
     identify_cmd,
@@ -21,7 +22,7 @@ from provenance.cli import (
 )
 from provenance.errors import ProvenanceError
 
-COMMANDS = (inspect_cmd, compare_cmd, fingerprint_cmd, identify_cmd, report_cmd)
+COMMANDS = (inspect_cmd, compare_cmd, fingerprint_cmd, identify_cmd, audit_cmd, report_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,6 +65,8 @@ class Fingerprint:
                 "package": src.get("package"), "license": src.get("license"), "lineage": src.get("lineage"),
                 "architecture": m.get("model", {}).get("architecture"), "layers": len(self.layers) or None,
                 "parameters": m.get("model", {}).get("parameters"), "hidden": m.get("weights", {}).get("hidden"),
+                "vocab_rows": m.get("facts", {}).get("vocab"), "dtype": m.get("facts", {}).get("dtype"),
+                "quantized": m.get("facts", {}).get("quantized"),
                 "anchors": {mode: len(a) for mode, a in self.anchors.items()},
                 "sketches": {mode: len(s) for mode, s in self.sketches.items()},
                 "tokenizer": self.vocabulary.summary() if self.vocabulary is not None else None,

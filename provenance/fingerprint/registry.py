@@ -92,19 +92,23 @@ def _vectors(screens: dict[str, np.ndarray], mode: str) -> tuple[np.ndarray, np.
 
 
 def screen(query: Fingerprint, entry: Entry) -> Screen:
-    """Pre-filter scores of one entry: the embedding screen by token strings, else by id; MinHash overlap."""
+    """Pre-filter scores of one registry entry against the query."""
+    qd = query.meta.get("tokenizer", {}).get("digest") if query.vocabulary is None else query.vocabulary.digest()
+    return screen_vectors(query.screens, entry.screens, qd, entry.meta.get("tokenizer", {}).get("digest"))
+
+
+def screen_vectors(a: dict[str, np.ndarray], b: dict[str, np.ndarray], digest_a: str | None,
+                   digest_b: str | None) -> Screen:
+    """Pre-filter scores from two fingerprints' screen vectors: the embedding screen by token strings,
+    else by id; the MinHash overlap; whether the vocabularies are the same."""
     r, n, paired = None, 0, None
     for mode in (BY_TOKENS, BY_IDS):
-        a, b = _vectors(query.screens, mode), _vectors(entry.screens, mode)
-        if a is None or b is None:
+        va, vb = _vectors(a, mode), _vectors(b, mode)
+        if va is None or vb is None:
             continue
-        score, common = embedding_score(a, b)
+        score, common = embedding_score(va, vb)
         if common >= MIN_SCREEN_ANCHORS:
             r, n, paired = score, common, mode
             break
-    jac = None
-    if "minhash" in query.screens and "minhash" in entry.screens:
-        jac = jaccard_estimate(query.screens["minhash"], entry.screens["minhash"])
-    qd = query.meta.get("tokenizer", {}).get("digest") if query.vocabulary is None else query.vocabulary.digest()
-    same = qd is not None and qd == entry.meta.get("tokenizer", {}).get("digest")
-    return Screen(r, n, paired, jac, same)
+    jac = jaccard_estimate(a["minhash"], b["minhash"]) if "minhash" in a and "minhash" in b else None
+    return Screen(r, n, paired, jac, digest_a is not None and digest_a == digest_b)

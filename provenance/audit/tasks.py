@@ -1,0 +1,90 @@
+"""The units of audit work, run in worker processes (local or Ray): plain data in, plain data out.
+
+A task never touches the store: the driver writes each result as it arrives, in one
+transaction, so killing a worker or the driver loses only unfinished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from provenance.errors import ProvenanceError
+
+
+def _read_bytes() -> int:
+    """Bytes this process has read from storage so far (-1 where /proc/self/io is unavailable)."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _files(spec: str) -> list[Path]:
+    p = Path(spec)
+    return sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+
+
+def input_size(spec: str) -> int:
+    """Bytes of the model's files (what fingerprinting it reads at most once, plus once more to hash them)."""
+    return sum(f.stat().st_size for f in _files(spec))
+
+
+def input_key(spec: str) -> str:
+    """A cheap key of a model's input files (path, size, mtime of each): unchanged key, unchanged model."""
+    p = Path(spec)
+    files = _files(spec)
+    h = hashlib.sha256(spec.encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def fingerprint_task(name: str, spec: str, hashes: bool, threads: int) -> dict[str, Any]:
+    """Fingerprint one model: its bytes, summary and file hashes, what was read, or the one-line error."""
+    import torch
+
+    from provenance.fingerprint import fingerprint
+    from provenance.fingerprint.fileformat import to_bytes
+
+    torch.set_num_threads(threads)
+    r0, t0 = _read_bytes(), time.perf_counter()
+    try:
+        fp = fingerprint(spec, device="cpu", hashes=hashes, source={"name": name})
+        data = to_bytes(fp)
+        out = {"fingerprint": data, "sha256": hashlib.sha256(data).hexdigest(), "summary": fp.summary(),
+               "files": dict(fp.meta.get("source", {}).get("sha256", {})), "error": None}
+    except ProvenanceError as exc:
+        out = {"fingerprint": None, "sha256": None, "summary": {}, "files": {}, "error": str(exc)}
+    r1 = _read_bytes()
+    return out | {"name": name, "bytes_read": r1 - r0 if r0 >= 0 and r1 >= 0 else -1,
+                  "seconds": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes, seed: int,
+                 threads: int) -> dict[str, Any]:
+    """The fingerprint comparison of one pair: the verdict fields and the whole result as JSON data."""
+    import torch
+
+    from provenance.comparison import CompareOptions
+    from provenance.fingerprint.compare import compare_loaded
+    from provenance.fingerprint.fileformat import from_bytes
+    from provenance.identify import strongest_finding
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    fa, fb = from_bytes(fp_base, base), from_bytes(fp_candidate, candidate)
+    r = compare_loaded(fa, fb, base, candidate, CompareOptions(device="cpu", seed=seed, hashes=False),
+                       torch.device("cpu"))
+    v = r.verdict
+    data = r.to_dict()
+    return {"base": base, "candidate": candidate, "label": v.label, "relation": v.relation, "p_value": v.p_value,
+            "decided_by": list(v.decided_by), "strongest": strongest_finding(r), "result": data,
+            "seconds": time.perf_counter() - t0}
