@@ -1,0 +1,1 @@
+"""Batch audits: many models fingerprinted once, every pair screened, a lineage map, resumable."""
