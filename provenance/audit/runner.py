@@ -40,6 +40,7 @@ class AuditOptions:
     workers: int = 1
     address: str | None = None  # a Ray cluster; None starts a local Ray instance
     hashes: bool = True
+    device: str = "cpu"  # where fingerprinting streams the weights (auto: CUDA when present)
     seed: int = 0
     compare: str = "screened"  # screened: pairs the screen flags; all: every pair
     screen_r: float = SCREEN_R
@@ -76,7 +77,7 @@ def _fingerprint_stage(entries: list[ManifestEntry], store: Store, ex: Any, opts
         if row is not None and row["input_key"] == key and row["spec"] == e.spec:
             reused += 1
         else:
-            todo.append((fingerprint_task, (e.name, e.spec, opts.hashes, threads)))
+            todo.append((fingerprint_task, (e.name, e.spec, opts.hashes, threads, opts.device)))
     read, scanned, bar = 0, 0, _bar(len(todo), "fingerprinting", opts.progress)
     keys = {e.name: input_key(e.spec) for e in entries}
     specs = {e.name: e.spec for e in entries}

@@ -47,7 +47,7 @@ def input_key(spec: str) -> str:
     return h.hexdigest()
 
 
-def fingerprint_task(name: str, spec: str, hashes: bool, threads: int) -> dict[str, Any]:
+def fingerprint_task(name: str, spec: str, hashes: bool, threads: int, device: str = "cpu") -> dict[str, Any]:
     """Fingerprint one model: its bytes, summary and file hashes, what was read, or the one-line error."""
     import torch
 
@@ -57,7 +57,7 @@ def fingerprint_task(name: str, spec: str, hashes: bool, threads: int) -> dict[s
     torch.set_num_threads(threads)
     r0, t0 = _read_bytes(), time.perf_counter()
     try:
-        fp = fingerprint(spec, device="cpu", hashes=hashes, source={"name": name})
+        fp = fingerprint(spec, device=device, hashes=hashes, source={"name": name})
         data = to_bytes(fp)
         out = {"fingerprint": data, "sha256": hashlib.sha256(data).hexdigest(), "summary": fp.summary(),
                "files": dict(fp.meta.get("source", {}).get("sha256", {})), "error": None}

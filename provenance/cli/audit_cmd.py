@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel tasks (default 1)")
     p.add_argument("--compare", choices=COMPARE, default="screened",
                    help="which pairs get the fingerprint comparison (default: those the screen flags)")
+    p.add_argument("--device", default="auto", help="where fingerprinting runs: auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every model file (one read less)")
     p.add_argument("--fail-on", metavar="LABELS", help=f"exit 3 when any pair's verdict is one of {LABELS} "
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     fail_on = _fail_labels(args.fail_on)
     check_writable(args.json)
     opts = AuditOptions(executor=args.executor, workers=args.workers, address=args.address, hashes=not args.no_hash,
-                        seed=args.seed, compare=args.compare, progress=True)
+                        device=args.device, seed=args.seed, compare=args.compare, progress=True)
     result = audit(args.manifest, args.db, opts, html=args.html)
     if args.json:
         write_atomic(args.json, result.to_json())
