@@ -157,8 +157,6 @@ DIRECTED = [
     ("reranker", "minilm", "layer subset: minilm keeps 6 of reranker's 12 layers"),
     ("smollm2-hf", "drop_third", "layer subset: drop_third keeps 20 of smollm2-hf's 30 layers"),
     ("smollm2-hf", "duplicate", "depth up-scaling: duplicate repeats layers of smollm2-hf exactly"),
-    # the GGUF is Q4_1, the HF dir its dequantized fp32 weights: the precision rule names the GGUF the child
-    ("smollm2-hf", "smollm2-gguf", "smollm2-gguf is a quantized copy of smollm2-hf"),
 ]
 
 
@@ -203,12 +201,13 @@ def test_big_audit_leaves_unknowable_directions_open(big, a, b):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a 30-step fine-tune of the dequantized GGUF stays inside Q4_1's rounding "
-                   "noise: the fingerprint comparison calls the GGUF an identical 'quantized copy' of the fine-tune "
-                   "and the precision rule makes the original GGUF the fine-tune's child")
-def test_big_audit_does_not_make_the_gguf_a_child_of_its_fine_tune(big):
-    e = edge(big[0], "fine_tune", "smollm2-gguf")
-    assert not (e.directed and e.parent == "fine_tune"), e
+def test_big_audit_leaves_an_ambiguous_quantization_undirected(big):
+    """The Q4_1 GGUF is within rounding of both its dequantized weights and their 30-step fine-tune (0.5%
+    moved), which differ from each other: which one was quantized is not known, so neither edge is directed
+    (before, the precision rule made the GGUF the child of its own fine-tune)."""
+    for other in ("smollm2-hf", "fine_tune"):
+        e = edge(big[0], other, "smollm2-gguf")
+        assert e.directed is False and "within quantization error of 2 models that differ" in e.reason, e
 
 
 @pytest.mark.slow
@@ -414,7 +413,8 @@ def test_unreadable_model_is_an_error_row_and_the_audit_goes_on(tiny_zoo, tmp_pa
     assert ghost["error"] == f"no such file or directory: {root / 'no-such-model'}"
     assert ghost["fingerprint_sha256"] is None and ghost["summary"] == {}
     assert [(p["base"], p["candidate"]) for p in data["pairs"]] == [("base", "copy")]  # none with ghost
-    assert data["lineage"]["families"] == [["base", "copy"], ["ghost"]]
+    assert data["lineage"]["families"] == [["base", "copy"]]  # never read: no family, not "unrelated"
+    assert "unrelated to every other model" not in out
     assert data["stages"]["fingerprint"]["computed"] == 3
 
 
@@ -441,4 +441,5 @@ def test_bad_store_path_and_fail_on_label(tiny_zoo, tmp_path):
     assert err == f"provenance: error: cannot use {tmp_path} as the results store (a file in an existing directory)\n"
     rc, out, err = cli(["audit", str(tiny_zoo), "--db", str(tmp_path / "a.sqlite"), "--fail-on", "bogus"])
     assert (rc, out) == (2, "") and err.count("\n") == 1 and "'bogus'" in err, err
+    assert "provenance audit" in err
     assert not (tmp_path / "a.sqlite").exists()

@@ -126,5 +126,29 @@ def lineage(names: list[str], pairs: list[AuditPair], summaries: dict[str, dict[
             if k is not None:
                 cues["kurtosis_change"] = k
         edges.append(LineageEdge(parent, child, directed, reason, p.relation, p.p_value, cues))
+    _ambiguous_quantization(edges, pairs)
     edges.sort(key=lambda e: (e.parent, e.child))
     return Lineage(families(names, pairs), edges)
+
+
+QUANTIZED_REASON = " is a quantized copy of "
+
+
+def _ambiguous_quantization(edges: list[LineageEdge], pairs: list[AuditPair]) -> None:
+    """A quantized copy within rounding of several models that differ from each other (a base and its
+    light fine-tune): which one was quantized is not known, so none of those edges keeps a direction."""
+    label = {frozenset((p.base, p.candidate)): p.label for p in pairs}
+    by_child: dict[str, list[LineageEdge]] = {}
+    for e in edges:
+        if e.directed and QUANTIZED_REASON in e.reason:
+            by_child.setdefault(e.child, []).append(e)
+    for child, found in by_child.items():
+        parents = sorted(e.parent for e in found)
+        differ = [(x, y) for i, x in enumerate(parents) for y in parents[i + 1:]
+                  if label.get(frozenset((x, y))) != "identical"]
+        if differ:
+            x, y = differ[0]
+            for e in found:
+                e.directed = False
+                e.reason = (f"{child} is within quantization error of {len(parents)} models that differ from each "
+                            f"other (e.g. {x} and {y}): which one was quantized is not known")

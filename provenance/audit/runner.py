@@ -185,5 +185,5 @@ def _result(manifest: str, db: str, entries: list[ManifestEntry], rows: dict[str
     summaries = {e.name: rows[e.name]["summary"] for e in entries}
     stats = {n: from_bytes(r["fingerprint"], n).meta.get("weights", {}).get("stats", {})
              for n, r in rows.items() if r["fingerprint"] is not None}
-    return AuditResult(manifest, db, models, found, lineage([e.name for e in entries], found, summaries, stats),
-                       stages, run_id)
+    readable = [e.name for e in entries if rows[e.name]["error"] is None]  # a model never read has no family
+    return AuditResult(manifest, db, models, found, lineage(readable, found, summaries, stats), stages, run_id)

@@ -85,6 +85,8 @@ def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes,
                        torch.device("cpu"))
     v = r.verdict
     data = r.to_dict()
+    data["environment"]["command"] = (f"provenance audit (fingerprint comparison of {base!r} and {candidate!r} "
+                                      "from the audit's store)")
     return {"base": base, "candidate": candidate, "label": v.label, "relation": v.relation, "p_value": v.p_value,
             "decided_by": list(v.decided_by), "strongest": strongest_finding(r), "result": data,
             "seconds": time.perf_counter() - t0}

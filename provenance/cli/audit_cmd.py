@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from provenance.audit.executors import EXECUTORS
 from provenance.audit.result import AuditResult
 from provenance.audit.runner import COMPARE, AuditOptions, audit
-from provenance.cli.compare_cmd import LABELS, _fail_labels
+from provenance.cli.compare_cmd import LABELS, fail_labels
 from provenance.cli.output import check_writable, write_atomic
 
 
@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fail_on = _fail_labels(args.fail_on)
+    fail_on = fail_labels(args.fail_on, "provenance audit")
     check_writable(args.json)
     opts = AuditOptions(executor=args.executor, workers=args.workers, address=args.address, hashes=not args.no_hash,
                         device=args.device, seed=args.seed, compare=args.compare, progress=True)

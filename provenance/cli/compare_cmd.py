@@ -40,18 +40,18 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _fail_labels(text: str | None) -> set[str]:
+def fail_labels(text: str | None, command: str = "provenance compare") -> set[str]:
     if not text:
         return set()
     labels = {t.strip() for t in text.split(",") if t.strip()}
     bad = labels - set(LABELS)
     if bad:
-        raise InvalidParameterError("--fail-on", "provenance compare", f"labels from {LABELS}", sorted(bad)[0])
+        raise InvalidParameterError("--fail-on", command, f"labels from {LABELS}", sorted(bad)[0])
     return labels | ({"identical"} if "derived" in labels else set())
 
 
 def run(args: argparse.Namespace) -> int:
-    fail_on = _fail_labels(args.fail_on)
+    fail_on = fail_labels(args.fail_on)
     check_writable(args.json, args.html, args.md)
     signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
     opts = CompareOptions(signals=signals, device=args.device, seed=args.seed, probe_texts=args.probes,
