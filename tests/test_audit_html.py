@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from provenance.audit.result import AuditModel, AuditPair, AuditResult, Lineage,
 from provenance.comparison import compare
 from provenance.result import CompareResult
 from tests.real_models import MINILM_DIR, MINILM_INT8_ONNX, require
+from tests.test_report_html import Markup
 
 EVIL = "<script>alert(1)</script>"
 EVIL2 = "\"'><img src=x onerror=alert(3)>"
@@ -23,21 +23,6 @@ ALLOWED_TAGS = {
     "figure", "figcaption", "a", "b",
     "svg", "defs", "g", "path", "use", "clippath", "rect", "text", "tspan", "polyline", "line", "circle", "image",
 }
-
-
-class Markup(HTMLParser):
-    """Every start tag with its attributes, and the text, of an HTML document."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
 
 
 def inert(html: str) -> tuple[Markup, list[str]]:
