@@ -30,6 +30,7 @@ from provenance.fingerprint.registry import Screen, screen_vectors
 from provenance.identify import SCREEN_JACCARD, SCREEN_R
 
 COMPARE = ("screened", "all")
+UNFLAGGED_BATCH = 1000  # screened-out pairs written per transaction
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,15 @@ def _fingerprint_stage(entries: list[ManifestEntry], store: Store, ex: Any, opts
                        threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     todo, reused = [], 0
+    keys = {e.name: input_key(e.spec) for e in entries}
     for e in entries:
         row = store.model(e.name)
-        key = input_key(e.spec)
+        key = keys[e.name]
         if row is not None and row["input_key"] == key and row["spec"] == e.spec:
             reused += 1
         else:
             todo.append((fingerprint_task, (e.name, e.spec, opts.hashes, threads, opts.device)))
     read, scanned, bar = 0, 0, _bar(len(todo), "fingerprinting", opts.progress)
-    keys = {e.name: input_key(e.spec) for e in entries}
     specs = {e.name: e.spec for e in entries}
     for out in ex.run(todo):
         store.put_model(out["name"], specs[out["name"]], keys[out["name"]], out["files"], out["fingerprint"],
@@ -107,6 +108,7 @@ def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], 
     fps = {n: from_bytes(r["fingerprint"], n) for n, r in rows.items() if r["fingerprint"] is not None}
     digest = {n: fp.vocabulary.digest() if fp.vocabulary is not None else None for n, fp in fps.items()}
     todo, screened, reused, reused_compared = [], 0, 0, 0  # screened: pairs whose row was missing or stale
+    unflagged: list[tuple[str, str, str, dict[str, Any]]] = []
     for a, b in pairs:
         if a not in fps or b not in fps:
             continue
@@ -123,7 +125,11 @@ def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], 
             todo.append(((a, b, key, asdict(s)), (compare_task, (a, b, rows[a]["fingerprint"],
                                                                    rows[b]["fingerprint"], opts.seed, threads))))
         else:
-            store.put_pair(a, b, key, asdict(s), False, None, None, None, [], None, None, 0.0)
+            unflagged.append((a, b, key, asdict(s)))
+            if len(unflagged) >= UNFLAGGED_BATCH:
+                store.put_unflagged(unflagged)
+                unflagged = []
+    store.put_unflagged(unflagged)
     screen_stage = {"seconds": round(time.perf_counter() - t0, 3), "bytes_read": 0, "computed": screened,
                     "reused": reused}
     t1 = time.perf_counter()

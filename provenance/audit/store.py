@@ -117,6 +117,16 @@ class Store:
                      json.dumps(decided_by), strongest,
                      json.dumps(result, sort_keys=True) if result is not None else None, seconds))
 
+    def put_unflagged(self, rows: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Pairs the screen did not flag, (base, candidate, key, screen) each, in one transaction: thousands of
+        them would otherwise cost one synchronous commit each."""
+        if not rows:
+            return
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, 0, NULL, NULL, NULL, '[]', NULL, "
+                                "NULL, 0.0)", [(a, b, k, json.dumps(s, sort_keys=True)) for a, b, k, s in rows])
+
     def table(self, name: str) -> list[tuple[Any, ...]]:
         """Every row of a table, sorted (for comparing two stores)."""
         if name not in ("models", "pairs", "runs", "meta"):
