@@ -26,6 +26,7 @@ from provenance.audit.store import Store
 from provenance.audit.tasks import compare_task, fingerprint_task, input_key, input_size
 from provenance.errors import InvalidParameterError
 from provenance.fingerprint.fileformat import from_bytes
+from provenance.fingerprint.model import Fingerprint
 from provenance.fingerprint.registry import Screen, screen_vectors
 from provenance.identify import SCREEN_JACCARD, SCREEN_R
 
@@ -102,10 +103,9 @@ def _flagged(s: Screen, opts: AuditOptions) -> bool:
             or (s.jaccard or 0.0) >= opts.screen_jaccard or s.same_vocabulary)
 
 
-def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], store: Store, ex: Any,
-                 opts: AuditOptions, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], fps: dict[str, Fingerprint],
+                 store: Store, ex: Any, opts: AuditOptions, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
     t0 = time.perf_counter()
-    fps = {n: from_bytes(r["fingerprint"], n) for n, r in rows.items() if r["fingerprint"] is not None}
     digest = {n: fp.vocabulary.digest() if fp.vocabulary is not None else None for n, fp in fps.items()}
     todo, screened, reused, reused_compared = [], 0, 0, 0  # screened: pairs whose row was missing or stale
     unflagged: list[tuple[str, str, str, dict[str, Any]]] = []
@@ -115,10 +115,10 @@ def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], 
         s = screen_vectors(fps[a].screens, fps[b].screens, digest[a], digest[b])
         flagged = _flagged(s, opts)
         key = _pair_key(rows[a]["fingerprint_sha256"], rows[b]["fingerprint_sha256"], opts, flagged)
-        old = store.pair(a, b)
-        if old is not None and old["key"] == key:
+        old = store.pair_state(a, b)
+        if old is not None and old[0] == key:
             reused += 1
-            reused_compared += old["compared"]
+            reused_compared += old[1]
             continue
         screened += 1
         if flagged:
@@ -160,9 +160,10 @@ def audit(manifest: str | os.PathLike[str], db: str | os.PathLike[str], options:
         run_id = store.start_run(str(manifest), {k: v for k, v in asdict(opts).items() if k != "progress"})
         stages = {"fingerprint": _fingerprint_stage(entries, store, ex, opts, threads)}
         rows = {e.name: store.model(e.name) for e in entries}
+        fps = {n: from_bytes(r["fingerprint"], n) for n, r in rows.items() if r["fingerprint"] is not None}
         pairs = _oriented(entries)
-        stages["screen"], stages["compare"] = _pair_stages(pairs, rows, store, ex, opts, threads)
-        result = _result(str(manifest), str(db), entries, rows, pairs, store, stages, run_id)
+        stages["screen"], stages["compare"] = _pair_stages(pairs, rows, fps, store, ex, opts, threads)
+        result = _result(str(manifest), str(db), entries, rows, fps, pairs, store, stages, run_id)
         if html is not None:
             from provenance.audit.html import write_reports
 
@@ -179,7 +180,8 @@ def audit(manifest: str | os.PathLike[str], db: str | os.PathLike[str], options:
 
 
 def _result(manifest: str, db: str, entries: list[ManifestEntry], rows: dict[str, dict[str, Any]],
-            pairs: list[tuple[str, str]], store: Store, stages: dict[str, Any], run_id: int) -> AuditResult:
+            fps: dict[str, Fingerprint], pairs: list[tuple[str, str]], store: Store, stages: dict[str, Any],
+            run_id: int) -> AuditResult:
     models = [AuditModel(e.name, e.spec, e.role, e.facts, rows[e.name]["summary"], rows[e.name]["fingerprint_sha256"],
                          rows[e.name]["bytes_read"], rows[e.name]["seconds"], rows[e.name]["error"]) for e in entries]
     found = []
@@ -189,7 +191,6 @@ def _result(manifest: str, db: str, entries: list[ManifestEntry], rows: dict[str
             found.append(AuditPair(a, b, r["screen"], r["compared"], r["label"], r["relation"], r["p_value"],
                                    r["decided_by"], r["strongest"], None, r["result"]))
     summaries = {e.name: rows[e.name]["summary"] for e in entries}
-    stats = {n: from_bytes(r["fingerprint"], n).meta.get("weights", {}).get("stats", {})
-             for n, r in rows.items() if r["fingerprint"] is not None}
+    stats = {n: fp.meta.get("weights", {}).get("stats", {}) for n, fp in fps.items()}
     readable = [e.name for e in entries if rows[e.name]["error"] is None]  # a model never read has no family
     return AuditResult(manifest, db, models, found, lineage(readable, found, summaries, stats), stages, run_id)

@@ -109,6 +109,12 @@ class Store:
         out["compared"] = bool(out["compared"])
         return out
 
+    def pair_state(self, base: str, candidate: str) -> tuple[str, bool] | None:
+        """(key, compared) of a stored pair, without parsing its result: enough to tell whether it is current."""
+        row = self.db.execute("SELECT key, compared FROM pairs WHERE base = ? AND candidate = ?",
+                              (base, candidate)).fetchone()
+        return (row[0], bool(row[1])) if row is not None else None
+
     def put_pair(self, base: str, candidate: str, key: str, screen: dict[str, Any], compared: bool, label: str | None,
                  relation: str | None, p_value: float | None, decided_by: list[str], strongest: str | None,
                  result: dict[str, Any] | None, seconds: float) -> None:
