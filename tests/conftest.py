@@ -46,6 +46,15 @@ def cache_dir() -> Path:
     return root
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Free disk where the suite writes: a full run needs about 14 GB (cached families + tmp copies)."""
+    import shutil
+    import tempfile
+
+    places = {"cache": cache_dir(), "tmp": Path(tempfile.gettempdir())}
+    return "disk free: " + ", ".join(f"{k} {shutil.disk_usage(p).free / 2**30:.1f} GiB ({p})" for k, p in places.items())
+
+
 @pytest.fixture(scope="session")
 def smollm2_hf() -> Path:
     """SmolLM2-135M-Instruct dequantized from its GGUF by *transformers* (an independent reader),

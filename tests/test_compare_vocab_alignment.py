@@ -43,7 +43,8 @@ def renumbered(smollm2_hf, tmp_path_factory):
     moved[perm] = embed  # row of old id i now sits at perm[i]
     state["model.embed_tokens.weight"] = moved
     save_file(state, str(shuffled / "model.safetensors"))
-    return shuffled, original
+    yield shuffled, original
+    shutil.rmtree(root, ignore_errors=True)  # two 0.5 GB checkpoints: free them when the module ends
 
 
 def test_renumbered_vocabulary_is_aligned_through_the_token_map(renumbered):
