@@ -1,9 +1,10 @@
 """Batch audit cost against the number of models N: time and bytes read per stage, for N = 2, 4, 8, 16.
 
-`audit(manifest, db, AuditOptions(workers=1, hashes=False, device="cpu"))` fingerprints each model once
-(stage "fingerprint", the only stage that reads checkpoints), screens every pair from the
-fingerprints ("screen", N(N-1)/2 pairs) and compares the pairs the screen flags ("compare", also
-from fingerprints). So bytes read should grow as N, and only cheap fingerprint work as N^2.
+`audit(manifest, db, AuditOptions(workers=1, device="cpu"))` fingerprints each model once (stage
+"fingerprint", the only stage that reads checkpoints; the files' sha256 come from the same reads),
+screens every pair from the fingerprints ("screen", N(N-1)/2 pairs) and compares the pairs the
+screen flags ("compare", also from fingerprints). So bytes read should grow as N, and only cheap
+fingerprint work as N^2.
 
 The models are 16 Llama-shaped bf16 checkpoints (hidden 1024, intermediate 2816, vocab 32000,
 untied lm_head, 2 shards), written by bench_io's shard writer and cached under --workdir. They
@@ -23,6 +24,7 @@ largest N is then audited again on the same db, which should compute nothing.
     python benchmarks/bench_audit.py                        # N = 2 4 8 16, 2 runs each: ~4.6 GB of checkpoints
     python benchmarks/bench_audit.py --repeats 3 --json /tmp/audit.json
     python benchmarks/bench_audit.py --sizes 2 4 --warm     # no page-cache drop
+    python benchmarks/bench_audit.py --no-hash              # AuditOptions(hashes=False)
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def child_audit(manifest: Path, db: Path) -> None:
     from provenance.audit.runner import AuditOptions, audit
     rss0, disk0 = bench_io._status_mib("VmRSS"), _proc_io("read_bytes")
     t0, c0 = time.perf_counter(), time.process_time()
-    r = audit(manifest, db, AuditOptions(workers=1, hashes=False, device="cpu"))
+    hashes = os.environ.get("BENCH_AUDIT_NO_HASH") != "1"
+    r = audit(manifest, db, AuditOptions(workers=1, hashes=hashes, device="cpu"))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     compared = [p for p in r.pairs if p.compared]
     print(json.dumps({
@@ -287,6 +290,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="audits per N, each on a fresh db; the tables show "
                    "the fastest (default: %(default)s)")
     p.add_argument("--warm", action="store_true", help="do not drop the checkpoints from the page cache")
+    p.add_argument("--no-hash", dest="hashes", action="store_false",
+                   help="audit with hashes=False (the files' sha256 are not taken)")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.add_argument("--audit", nargs=2, metavar=("MANIFEST", "DB"), help=argparse.SUPPRESS)
     p.add_argument("--build", type=int, metavar="N", help=argparse.SUPPRESS)
@@ -309,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"dirs": [str(build_model(args.workdir, Model.parse(n))) for n in ORDER[:args.build]]}))
         return
     check_sizes(args.sizes)
+    if not args.hashes:
+        os.environ["BENCH_AUDIT_NO_HASH"] = "1"  # the audit children inherit it
     if args.repeats < 1:
         raise SystemExit(f"The 'repeats' parameter must be >= 1. Got {args.repeats} instead.")
     sizes, names = sorted(set(args.sizes)), list(ORDER[:max(args.sizes)])
@@ -331,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     cold = all(r["cache"]["cold"] for rs in runs for r in rs)
     mode = "warm page cache" if args.warm else ("cold: every checkpoint dropped from the page cache before each "
                                                 "audit" if cold else "NOT COLD")
-    print(f"\n{mode}; AuditOptions(workers=1, hashes=False, device=\"cpu\"); fastest of {args.repeats} run(s) per N\n")
+    print(f"\n{mode}; AuditOptions(workers=1, hashes={args.hashes}, device=\"cpu\"); fastest of {args.repeats} "
+          f"run(s) per N\n")
     print(format_table(runs))
     print()
     print(format_ratios(fastest))

@@ -8,7 +8,7 @@ deterministic noise). Each measurement runs in a fresh subprocess so `ru_maxrss`
     raw-warm             the same, right after another full pass (no drop)
     compare-cold         compare(base, cand, CompareOptions(hashes=False, device="cpu")), dropped first
     compare-warm         the same, no drop
-    compare-hashes-cold  compare(..., hashes=True): also sha256 of every file (a second full read)
+    compare-hashes-cold  compare(..., hashes=True): also sha256 of every file, from the same reads
     profile              one warm compare under cProfile: the top functions by own time
 
 The driver imports only the standard library (and bench_io, which does too), so the
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         ratio = min(r["seconds"] for r in results["compare-cold"]) / raw
         print(f"\ncompare-cold / raw-cold = {ratio:.2f} (target <= 1.25: {'met' if ratio <= 1.25 else 'NOT met'}). "
               "GB/s is both checkpoints' stored bytes / seconds for every row; compare does not read lm_head, "
-              "and with hashes it reads every file a second time. 'from disk' is the child's "
+              "and with hashes it reads the bytes it skips once more, to hash them. 'from disk' is the child's "
               "/proc/self/io read_bytes (0 = all from the page cache).")
     if results.get("profile"):
         print()

@@ -173,6 +173,9 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         return _compare_tokenizers(base, candidate, opts, device)
     signals = opts.signals or DEFAULT_SIGNALS
     with open_model(base) as a, open_model(candidate) as b:
+        if opts.hashes:  # the file hashes come from the weight stream's reads: each file is read once
+            a.checkpoint.hash_reads()
+            b.checkpoint.hash_reads()
         evidence: list[Evidence] = []
         va, vb, tok, unreadable = None, None, None, []
         if "tokenizer" in signals or "weights" in signals:

@@ -52,7 +52,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     import tempfile
 
     places = {"cache": cache_dir(), "tmp": Path(tempfile.gettempdir())}
-    return "disk free: " + ", ".join(f"{k} {shutil.disk_usage(p).free / 2**30:.1f} GiB ({p})" for k, p in places.items())
+    free = (f"{k} {shutil.disk_usage(p).free / 2**30:.1f} GiB ({p})" for k, p in places.items())
+    return "disk free: " + ", ".join(free)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def _files(spec: str) -> list[Path]:
 
 
 def input_size(spec: str) -> int:
-    """Bytes of the model's files (what fingerprinting it reads at most once, plus once more to hash them)."""
+    """Bytes of the model's files (what fingerprinting it reads: each byte once with hashes on)."""
     return sum(f.stat().st_size for f in _files(spec))
 
 

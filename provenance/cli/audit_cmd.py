@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
                    help="which pairs get the fingerprint comparison (default: those the screen flags)")
     p.add_argument("--device", default="auto", help="where fingerprinting runs: auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every model file (one read less)")
+    p.add_argument("--no-hash", action="store_true",
+                   help="skip the sha256 of every model file (for ONNX and PyTorch files, one read less)")
     p.add_argument("--fail-on", metavar="LABELS", help=f"exit 3 when any pair's verdict is one of {LABELS} "
                    "(comma-separated; 'derived' also matches 'identical')")
     p.set_defaults(run=run)

@@ -111,7 +111,8 @@ def from_model(m: CanonicalModel, vocab: Vocabulary | None, *, device: str = "au
     from provenance.comparison import model_facts
 
     ck, rm = m.checkpoint, m.roles
-    meta = _base_meta(ck.spec, ck.format, ck.sha256() if hashes else {}, source)
+    streamed = hashes and ck.hash_reads()  # file hashes from the weight stream's own reads: one pass
+    meta = _base_meta(ck.spec, ck.format, ck.sha256() if hashes and not streamed else {}, source)
     meta["model"] = {"architecture": ck.config.get("model_type"), "definition": rm.definition,
                      "roles_inferred": rm.inferred, "layers": rm.num_layers, "parameters": ck.parameter_count(),
                      "dtypes": dict(Counter(s.dtype for s in rm.roles.values()).most_common()), "norm": rm.norm,
@@ -126,8 +127,10 @@ def from_model(m: CanonicalModel, vocab: Vocabulary | None, *, device: str = "au
     if "embed" not in rm.roles or len(rm.roles["embed"].shape) != 2:
         meta["notes"].append("no embedding: the weights cannot be aligned with another model")
         meta["weights"] = {"hidden": None}
-        return fp
-    _weights(fp, m, vocab, str(resolve_device(device)), progress)
+    else:
+        _weights(fp, m, vocab, str(resolve_device(device)), progress)
+    if streamed:
+        meta["source"]["sha256"] = ck.sha256()
     return as_stored(fp)
 
 
@@ -173,6 +176,7 @@ def _weights(fp: Fingerprint, m: CanonicalModel, vocab: Vocabulary | None, devic
 
     prof = compute_profiles(m, np.arange(hidden), np.ones(hidden), device=device, progress=progress,
                             sketches=False, visit=visit)
+    fp.sketches = {mode: dict(sorted(sk.items())) for mode, sk in fp.sketches.items()}  # the file's order
     fp.profiles = prof.values.astype(np.float32)
     fp.meta["weights"] = {"hidden": int(hidden), "profile_keys": list(PROFILE_KEYS), "problems": prof.problems,
                           "constant_norms": prof.constant_norms, "tensors_read": prof.tensors, "stats": stats}

@@ -11,6 +11,7 @@ import torch
 
 from provenance.io.base import TensorInfo, TensorReader, is_buffer
 from provenance.io.convert import place, resolve_device, resolve_dtype
+from provenance.io.read_hashes import ReadHashes
 
 _HASH_CHUNK = 16 * 1024 * 1024
 
@@ -33,6 +34,7 @@ class Checkpoint:
     embedded_tokenizer: dict[str, Any] | None = None  # GGUF's own vocabulary
     extra_files: list[Path] = field(default_factory=list)  # shard indexes etc., hashed too
     _sha256: dict[str, str] | None = field(default=None, repr=False)
+    _read_hashes: ReadHashes | None = field(default=None, repr=False)
 
     @property
     def format(self) -> str:
@@ -63,11 +65,27 @@ class Checkpoint:
             seen.setdefault(p, None)
         return list(seen)
 
+    def hash_reads(self) -> bool:
+        """Hash the weight files from the bytes later reads fetch anyway, so `sha256()` costs no second
+        pass over them; False (and nothing changes) where the reader cannot report its reads."""
+        if self._sha256 is not None or self._read_hashes is not None or not hasattr(self.reader, "observer"):
+            return self._read_hashes is not None
+        self._read_hashes = ReadHashes(list(self.reader.files))
+        self.reader.observer = self._read_hashes.observe
+        return True
+
     def sha256(self) -> dict[str, str]:
-        """sha256 of every file, keyed by its path relative to the checkpoint root (computed once)."""
+        """sha256 of every file, keyed by its path relative to the checkpoint root (computed once).
+
+        After `hash_reads()`, the weight files' digests come from what was read since, plus a read of
+        the bytes nothing read (headers, skipped tensors)."""
         if self._sha256 is None:
+            streamed: dict[Path, str] = {}
+            if self._read_hashes is not None:
+                self.reader.observer = None
+                streamed, self._read_hashes = self._read_hashes.finish(), None
             base = self.root if self.root.is_dir() else self.root.parent
-            self._sha256 = {_relative(p, base): file_sha256(p) for p in self.files()}
+            self._sha256 = {_relative(p, base): streamed.get(Path(p)) or file_sha256(p) for p in self.files()}
         return self._sha256
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,7 @@ class GGUFTensorReader:
         self._locations = parsed.locations
         self._tokenizer_arrays = parsed.tokenizer_arrays
         self._byte_swapped = parsed.byte_swapped
+        self.observer: Callable[[Path, int, bytearray], None] | None = None  # sees every read's raw bytes
 
     def __enter__(self) -> GGUFTensorReader:
         return self
@@ -297,6 +299,8 @@ class GGUFTensorReader:
                                        path=self.path)
             buf[done:done + len(chunk)] = chunk
             done += len(chunk)
+        if self.observer is not None:
+            self.observer(self.path, offset, buf)
         return buf
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ class SafetensorsReader:
             self._check_index(expected)
         self.metadata = ReaderMetadata("safetensors", {"header_metadata": meta})
         self._fds: dict[Path, int] = {}
+        self.observer: Callable[[Path, int, np.ndarray], None] | None = None  # sees every read's raw bytes
 
     def _check_index(self, expected: dict[str, str]) -> None:
         """Every tensor the index names must be in the shard it names."""
@@ -135,6 +137,8 @@ class SafetensorsReader:
         if fd is None:
             fd = self._fds[path] = os.open(path, os.O_RDONLY)
         pread_into(fd, buf, offset, path)
+        if self.observer is not None:
+            self.observer(path, offset, buf)
         dtype = DTYPES[info.dtype][0]
         if nbytes == 0:
             return torch.empty(info.shape, dtype=dtype)

@@ -107,11 +107,13 @@ Visitor = Callable[[str, str, torch.Tensor, "torch.Tensor | None"], None]
 
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
                      progress: Callable[[int], None] | None = None, sketches: bool = True,
-                     visit: Visitor | None = None) -> Profiles:
+                     visit: Visitor | None = None, file_order: bool = True) -> Profiles:
     """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
 
     `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
     fingerprint builder takes its own sketches there); `sketches=False` keeps none here.
+    `file_order` reads the roles in the order their bytes lie in the files, so a stream that also
+    hashes the files reads each byte once; the results and their order are the same either way.
     """
     rm = model.roles
     dev = torch.device(device)
@@ -134,6 +136,10 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
     order = [(li, ki, f"layers.{layer}.{key}") for li, layer in enumerate(rm.layers)
              for ki, key in enumerate(PROFILE_KEYS) if f"layers.{layer}.{key}" in rm.roles]
     where = {role: (li, ki) for li, ki, role in order}
+    if file_order:
+        rank = {name: i for i, name in enumerate(model.checkpoint.tensors)}
+        order = sorted(order, key=lambda t: rank.get(rm.roles[t[2]].tensor, len(rank)))
+    problems: dict[tuple[int, int], str] = {}
     for role, w in RoleStream(model, device)([role for _, _, role in order]):
         li, ki = where[role]
         key = PROFILE_KEYS[ki]
@@ -144,15 +150,17 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         g = norm_weight(feeding_norm(rm, rm.layers[li], key))
         prof, sketch = _side(w, key, idx, sgn, g, sel, keys)
         if not np.isfinite(prof).all():
-            out.problems.append(f"{role}: contains NaN or Inf values; not scored")
+            problems[li, ki] = f"{role}: contains NaN or Inf values; not scored"
         elif not prof.any():
-            out.problems.append(f"{role}: all zeros; not scored")
+            problems[li, ki] = f"{role}: all zeros; not scored"
         else:
             out.values[li, ki] = prof
             if visit is not None:
                 visit(role, key, w, g)
             if sketch is not None:
                 out.sketches[(rm.layers[li], key)] = sketch
+    out.problems += [problems[k] for k in sorted(problems)]
+    out.sketches = dict(sorted(out.sketches.items(), key=lambda kv: where[f"layers.{kv[0][0]}.{kv[0][1]}"]))
     read_norms = [g for g in norms.values() if g is not None]
     if read_norms:
         out.constant_norms = sum(1 for g in read_norms if bool((g == g[0]).all())) / len(read_norms)
