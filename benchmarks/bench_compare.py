@@ -147,9 +147,15 @@ def child_main(kind: str, base: Path, cand: Path, top: int) -> None:
         import torch  # noqa: F401
 
         import provenance.comparison  # noqa: F401
+    print_measured(kind, runners[kind])
+
+
+def print_measured(kind: str, run: Callable[[], Any]) -> None:
+    """Run `run()` once in this (child) process; print one JSON line with its result, wall and CPU
+    seconds, bytes from disk and memory (the line `run_child` reads)."""
     rss0, disk0 = bench_io._status_mib("VmRSS"), _proc_io("read_bytes")
     r0, c0 = time.perf_counter(), time.process_time()
-    out = runners[kind]()
+    out = run()
     seconds, cpu = time.perf_counter() - r0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     disk = _proc_io("read_bytes") - disk0 if disk0 >= 0 else -1

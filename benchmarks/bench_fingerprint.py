@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import struct
 import sys
 import tempfile
@@ -41,7 +40,7 @@ if str(HERE) not in sys.path:
 
 import bench_compare  # standard library only at import time, like bench_io
 import bench_io
-from bench_compare import _proc_io, tree_state
+from bench_compare import tree_state
 from bench_io import GB, MIB, REPO, LlamaShape, environment
 
 SECTIONS = ("build", "compare", "identify")
@@ -148,14 +147,7 @@ def child_main(kind: str, args: list[str], repeats: int) -> None:
     import provenance.fingerprint  # noqa: F401
     if kind == "identify":
         import provenance.identify  # noqa: F401
-    rss0, disk0 = bench_io._status_mib("VmRSS"), _proc_io("read_bytes")
-    r0, c0 = time.perf_counter(), time.process_time()
-    out = runners[kind]()
-    seconds, cpu = time.perf_counter() - r0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    disk = _proc_io("read_bytes") - disk0 if disk0 >= 0 else -1
-    print(json.dumps({"kind": kind, "result": out, "seconds": seconds, "cpu_seconds": cpu, "disk_read_bytes": disk,
-                      "base_rss_mib": rss0, "peak_rss_mib": peak, "vm_hwm_mib": bench_io._status_mib("VmHWM")}))
+    bench_compare.print_measured(kind, runners[kind])
 
 
 def run_child(*args: str) -> dict[str, Any]:
