@@ -241,7 +241,10 @@ def _spy_attention(monkeypatch: pytest.MonkeyPatch, module_name: str, model: tor
                    qkv_modules: list[torch.nn.Module]) -> dict[int, dict[str, torch.Tensor]]:
     """Record, per layer, the input of the fused projection and the q/k/v the attention function receives.
 
-    Rotary embedding is patched to the identity so the recorded q/k are the raw projections.
+    Only public module attributes are used (the modeling module's `eager_attention_forward` and
+    `apply_rotary_pos_emb`, never a private method such as Falcon's former `_split_heads`); rotary
+    embedding is patched to the identity so the recorded q/k are the raw projections, and k/v arrive
+    before any repeat over query groups. A modeling file that stops calling them fails loudly.
     """
     mod = importlib.import_module(module_name)
     seen: dict[int, dict[str, torch.Tensor]] = {}
@@ -264,6 +267,10 @@ def _spy_attention(monkeypatch: pytest.MonkeyPatch, module_name: str, model: tor
     finally:
         for h in hooks:
             h.remove()
+    called = sorted(i for i, got in seen.items() if "q" in got)
+    assert called == list(range(len(qkv_modules))), (
+        f"{module_name} no longer passes q/k/v to eager_attention_forward (layers seen: {called}): "
+        "this check needs another public place to read them")
     return seen
 
 
@@ -271,7 +278,9 @@ def _spy_attention(monkeypatch: pytest.MonkeyPatch, module_name: str, model: tor
     ("gpt2", "transformers.models.gpt2.modeling_gpt2", "transformer.h.{i}.attn.c_attn"),
     ("gpt_neox", "transformers.models.gpt_neox.modeling_gpt_neox", "gpt_neox.layers.{i}.attention.query_key_value"),
     ("phi3", "transformers.models.phi3.modeling_phi3", "model.layers.{i}.self_attn.qkv_proj"),
-], ids=["gpt2", "gpt_neox", "phi3"])
+    *((f, "transformers.models.falcon.modeling_falcon", "transformer.h.{i}.self_attention.query_key_value")
+      for f in ("falcon_7b", "falcon_rw", "falcon_40b", "falcon2_11b")),
+], ids=["gpt2", "gpt_neox", "phi3", "falcon_7b", "falcon_rw", "falcon_40b", "falcon2_11b"])
 def test_fused_qkv_matches_transformers(name: str, module: str, path: str, tiny: Callable,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     ckpt, model = tiny(name)
@@ -333,31 +342,6 @@ def test_moe_experts_match_transformers(name: str, tiny: Callable) -> None:
                 for key in ("gate", "up", "down"):
                     want = getattr(moe.shared_expert, f"{key}_proj").weight
                     assert torch.equal(view.tensor(f"layers.{i}.shared_expert.{key}"), want)
-
-
-@pytest.mark.parametrize("name", ["falcon_7b", "falcon_rw", "falcon_40b", "falcon2_11b"])
-def test_falcon_qkv_split_matches_split_heads(name: str, tiny: Callable) -> None:
-    """FalconAttention._split_heads on the fused output equals x @ W.T of each split role."""
-    ckpt, model = tiny(name)
-    batch, seq = 2, 3
-    x = torch.randn(batch, seq, HIDDEN, generator=torch.Generator().manual_seed(5))
-    flat = x.flatten(0, 1)
-    with open_model(ckpt) as view, torch.no_grad():
-        for i in range(LAYERS):
-            attn = model.transformer.h[i].self_attention
-            q, k, v = attn._split_heads(attn.query_key_value(x))  # [batch, seq, heads, head_dim]
-            assert q.shape == (batch, seq, HEADS, HEAD_DIM)
-            for part, got in (("q", q), ("k", k), ("v", v)):
-                role = f"layers.{i}.attn.{part}"
-                w = view.tensor(role)
-                b = view.tensor(role + ".bias") if role + ".bias" in view.roles.roles else 0
-                want = (flat @ w.T + b).view(batch, seq, -1, HEAD_DIM)
-                if got.shape[2] != want.shape[2]:  # new decoder: each kv head broadcast over its q group
-                    g = got.shape[2] // want.shape[2]
-                    want = want.unsqueeze(3).expand(-1, -1, -1, g, -1).flatten(2, 3)
-                torch.testing.assert_close(got, want, msg=role)
-            if attn.query_key_value.bias is not None:
-                assert {f"layers.{i}.attn.{p}.bias" for p in "qkv"} <= set(view.roles.roles)
 
 
 # ---- remote-code architectures: split against their modeling code's slicing -----------------------

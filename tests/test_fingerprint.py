@@ -220,3 +220,31 @@ def test_identify_json_matches_its_published_schema(tmp_path, capsys):
         assert data["scanned"] >= 18 and len(data["candidates"]) == 3
     assert data["match"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert "most likely base: sentence-transformers/all-MiniLM-L6-v2" in capsys.readouterr().out
+
+
+def test_profiles_and_sketches_do_not_depend_on_the_summation_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What another BLAS, SIMD width or thread count would do: sum every column norm and every kept
+    sketch row in another order. The stored float16 arrays stay bit-identical (in float32 arithmetic,
+    this changed most of MiniLM's column norms and ~1 in 400 sketch values)."""
+    import torch
+
+    import provenance.fingerprint.build as build
+    import provenance.signals.profiles as profiles
+
+    plain = fingerprint(require(MINILM_DIR), device="cpu", hashes=False)
+    norms_sq, exact_rows = profiles._norms_sq, build._exact_rows
+
+    def reordered_norms(w: torch.Tensor, axis: int) -> torch.Tensor:
+        if axis == 0:  # column sums over rows: permute the rows
+            return norms_sq(w[torch.randperm(w.shape[0], generator=torch.Generator().manual_seed(1))], 0)
+        perm = torch.randperm(w.shape[1], generator=torch.Generator().manual_seed(2))
+        return norms_sq(w[:, perm], 1)  # row sums over columns: permute the columns
+
+    def reordered_rows(w: torch.Tensor, x: torch.Tensor, ids: np.ndarray) -> np.ndarray:
+        perm = torch.randperm(w.shape[1], generator=torch.Generator().manual_seed(3))
+        return exact_rows(w[:, perm], x[:, perm], ids)
+
+    monkeypatch.setattr(profiles, "_norms_sq", reordered_norms)
+    monkeypatch.setattr(build, "_exact_rows", reordered_rows)
+    other = fingerprint(MINILM_DIR, device="cpu", hashes=False)
+    assert to_bytes(other) == to_bytes(plain)

@@ -351,3 +351,30 @@ def test_unsupported_version_is_wrapped(tiny: Path, tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match=re.escape(f"{path}: malformed GGUF header (ValueError: ") +
                        r".*version 99.*; re-download the file or re-convert it"):
         GGUFTensorReader(path)
+
+
+def test_the_private_gguf_hooks_are_still_called(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bounds checks live in overrides of gguf's private `_get`, `_get_field_parts`, `_build_tensors`
+    and the `data` attribute (pyproject caps gguf for that reason). A gguf release that stops calling
+    any of them would silently drop a check: this fails loudly first."""
+    from provenance.io import gguf_reader
+
+    cls = gguf_reader._BoundedGGUFReader
+    calls: dict[str, int] = {}
+
+    def counting(name: str):
+        original = getattr(cls, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    for name in ("_get", "_get_field_parts", "_build_tensors"):
+        monkeypatch.setattr(cls, name, counting(name))
+    with GGUFTensorReader(tiny) as reader:
+        assert reader.infos()
+    assert set(calls) == {"_get", "_get_field_parts", "_build_tensors"}, \
+        f"gguf {gguf_reader._gguf_version()} no longer calls {sorted({'_get', '_get_field_parts', '_build_tensors'} - set(calls))}"
+    raw = cls(tiny)  # gguf still assigns `data`: the memmap is replaced by a plain ndarray view (speed)
+    assert "_plain_data" in vars(raw) and type(raw.data) is np.ndarray

@@ -134,6 +134,13 @@ def from_model(m: CanonicalModel, vocab: Vocabulary | None, *, device: str = "au
     return as_stored(fp)
 
 
+def _exact_rows(w: torch.Tensor, x: torch.Tensor, ids: np.ndarray) -> np.ndarray:
+    """The kept rows of w @ x.T recomputed in float64: the float16 values stored do not depend on the
+    order a BLAS sums in (a float32 product flipped ~1 in 400 of them between two summation orders)."""
+    rows = w[torch.from_numpy(ids).to(w.device)].double()
+    return (rows @ x.double().T).cpu().numpy()
+
+
 def _weights(fp: Fingerprint, m: CanonicalModel, vocab: Vocabulary | None, device: str,
              progress: Callable[[int], None] | None) -> None:
     rm = m.roles
@@ -171,8 +178,7 @@ def _weights(fp: Fingerprint, m: CanonicalModel, vocab: Vocabulary | None, devic
             proj = wf @ x.T  # [n_out, m]: unchanged by any residual permutation, flip or rotation
             top = torch.argsort(-proj.norm(dim=1), stable=True)[:top_rows[mode]].cpu().numpy().astype(np.int64)
             ids = np.concatenate([top, probes])
-            fp.sketches[mode][(layer, key)] = Sketch(proj[torch.from_numpy(ids).to(proj.device)].cpu().numpy(),
-                                                     ids, int(w.shape[0]), len(top))
+            fp.sketches[mode][(layer, key)] = Sketch(_exact_rows(w, x, ids), ids, int(w.shape[0]), len(top))
 
     prof = compute_profiles(m, np.arange(hidden), np.ones(hidden), device=device, progress=progress,
                             sketches=False, visit=visit)
