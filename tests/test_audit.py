@@ -1,7 +1,7 @@
 """Batch audits (`provenance audit`): families and knowable directions over real and built checkpoints,
 a store that survives being killed at random points, Ray equal to local processes, and manifest errors.
 
-The big audit mixes the real checkpoints of ../shared/REAL_MODELS.md with the disguised SmolLM2 copies
+The big audit mixes the real checkpoints of docs/REAL_MODELS.md with the disguised SmolLM2 copies
 and the independent scratch-trained models of tests/test_compare_families.py (cached between runs).
 """
 

@@ -1,4 +1,8 @@
-"""Resolve a Hugging Face model id to a snapshot directory in the local cache, offline."""
+"""Resolve a Hugging Face model id to a snapshot directory in the local cache, offline.
+
+The cache layout is huggingface_hub's own business: `scan_cache_dir` reads it, so a change of
+layout in a new release is followed without code here.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def hub_cache_dir() -> Path:
-    """The cache huggingface_hub itself would use: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache."""
+    """The cache huggingface_hub uses, read at call time: HF_HUB_CACHE, else HF_HOME/hub, else its default."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
-    return Path(hf_home) / "hub"
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def looks_like_repo_id(spec: str) -> bool:
@@ -31,23 +37,28 @@ def looks_like_repo_id(spec: str) -> bool:
 
 
 def resolve_repo_id(spec: str) -> Path:
-    """Snapshot directory of `org/name[@revision]` in the local cache; never touches the network."""
+    """Snapshot directory of `org/name[@revision]` (a branch, tag or commit) in the local cache; never
+    touches the network."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
     repo, _, revision = spec.partition("@")
     revision = revision or "main"
     cache = hub_cache_dir()
-    repo_dir = cache / ("models--" + repo.replace("/", "--"))
-    if not repo_dir.is_dir():
-        raise CheckpointNotFoundError(
-            f"no such file or directory, and model id {repo!r} is not in the local Hugging Face cache "
-            f"({cache}); provenance never downloads — fetch it first or pass a local path")
-    commit = revision
-    ref = repo_dir / "refs" / revision
-    if ref.is_file():
-        commit = ref.read_text().strip()
-    snapshot = repo_dir / "snapshots" / commit
-    if not re.fullmatch(r"[\w.-]+", commit) or not snapshot.is_dir():
-        known = sorted(p.name for p in (repo_dir / "snapshots").glob("*")) if (repo_dir / "snapshots").is_dir() else []
-        raise CheckpointNotFoundError(
-            f"revision {revision!r} of {repo!r} is not in the local cache (snapshots there: "
-            f"{', '.join(known) or 'none'})", path=repo_dir)
-    return snapshot
+    not_cached = CheckpointNotFoundError(
+        f"no such file or directory, and model id {repo!r} is not in the local Hugging Face cache "
+        f"({cache}); provenance never downloads — fetch it first or pass a local path")
+    try:
+        info = scan_cache_dir(cache)
+    except CacheNotFound:
+        raise not_cached from None
+    cached = next((r for r in info.repos if r.repo_id == repo and r.repo_type == "model"), None)
+    if cached is None:
+        raise not_cached
+    for rev in sorted(cached.revisions, key=lambda r: r.commit_hash):
+        if revision in rev.refs or rev.commit_hash == revision:
+            return Path(rev.snapshot_path)
+    known = sorted(r.commit_hash for r in cached.revisions)
+    raise CheckpointNotFoundError(
+        f"revision {revision!r} of {repo!r} is not in the local cache (snapshots there: "
+        f"{', '.join(known) or 'none'})", path=Path(cached.repo_path))
