@@ -31,6 +31,7 @@ from provenance.errors import (
     UnknownFormatError,
 )
 from provenance.io.base import ReaderMetadata, TensorInfo
+from provenance.io.guard import open_fd
 
 _MAGIC = b"GGUF"
 _MAX_INLINE_ARRAY = 64  # longer metadata arrays are summarised in `metadata.values`
@@ -88,15 +89,45 @@ class _BoundedGGUFReader(gguf.GGUFReader):
         return super()._get(offset, dtype, count, override_order)
 
     def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
-        if raw_type == _ARRAY:  # reject absurd lengths before looping over them
-            item_type = int(self._get(orig_offs, np.uint32)[0])
-            n = int(self._get(orig_offs + 4, np.uint64)[0])
-            end = orig_offs + 12 + n * _min_item_size(item_type)
-            if end > self.data.size:
-                raise _GGUFProblem(f"truncated GGUF: a metadata array at byte {orig_offs} claims {n} items "
-                                   f"(at least {end} bytes) but the file has {self.data.size} bytes; "
-                                   f"re-download the file")
+        """Arrays are parsed here, compactly: gguf makes one numpy view per item (hundreds of bytes
+        for a one-byte item: a 5 MB array cost 2 GB). A scalar array becomes one view; a string
+        array one object array of bytes (about the size of the strings). Nested arrays go to gguf."""
+        if raw_type != _ARRAY:
+            return super()._get_field_parts(orig_offs, raw_type)
+        raw_itype = self._get(orig_offs, np.uint32)
+        raw_len = self._get(orig_offs + 4, np.uint64)
+        item_type, n = int(raw_itype[0]), int(raw_len[0])
+        end = orig_offs + 12 + n * _min_item_size(item_type)
+        if end > self.data.size:  # reject absurd lengths before looping over them
+            raise _GGUFProblem(f"truncated GGUF: a metadata array at byte {orig_offs} claims {n} items "
+                               f"(at least {end} bytes) but the file has {self.data.size} bytes; "
+                               f"re-download the file")
+        if item_type == int(GGUFValueType.STRING):
+            items, size = self._strings(orig_offs + 12, n)
+            return 12 + size, [raw_itype, raw_len, items], [2], [GGUFValueType.ARRAY, GGUFValueType.STRING]
+        if item_type in _SCALAR_DTYPES:
+            dtype = _SCALAR_DTYPES[item_type]
+            items = self._get(orig_offs + 12, dtype, n)
+            return (12 + n * _itemsize(dtype), [raw_itype, raw_len, items], [2],
+                    [GGUFValueType.ARRAY, GGUFValueType(item_type)])
         return super()._get_field_parts(orig_offs, raw_type)
+
+    def _strings(self, offset: int, n: int) -> tuple[np.ndarray, int]:
+        """`n` length-prefixed strings from `offset` as an object array of bytes, and their size in bytes."""
+        raw, size, out = memoryview(self.data), self.data.size, np.empty(n, dtype=object)
+        pos = offset
+        swap = self.byte_order == "S"
+        for i in range(n):
+            if pos + 8 > size:
+                raise _GGUFProblem(f"truncated GGUF: string {i} of an array at byte {offset} starts past the "
+                                   f"end of the file; re-download the file")
+            length = int.from_bytes(raw[pos:pos + 8], "big" if swap else "little")
+            if length > size - pos - 8:
+                raise _GGUFProblem(f"truncated GGUF: string {i} of an array at byte {offset} runs past the "
+                                   f"end of the file; re-download the file")
+            out[i] = bytes(raw[pos + 8:pos + 8 + length])
+            pos += 8 + length
+        return out, pos - offset
 
     def _build_tensors(self, start_offs: int, fields: list[ReaderField]) -> None:
         for field in fields:
@@ -105,6 +136,7 @@ class _BoundedGGUFReader(gguf.GGUFReader):
 
 
 _ARRAY = int(GGUFValueType.ARRAY)  # plain ints: enum attribute lookups are slow in a hot loop
+_SCALAR_DTYPES: dict[int, Any] = {int(t): n for t, n in gguf.GGUFReader.gguf_scalar_to_np.items()}
 _MIN_ITEM_SIZE: dict[int, int] = {
     int(GGUFValueType.STRING): 8, _ARRAY: 12,
     **{int(t): np.dtype(n).itemsize for t, n in gguf.GGUFReader.gguf_scalar_to_np.items()},
@@ -307,7 +339,7 @@ class GGUFTensorReader:
 def _open(path: Path) -> int:
     """Open `path` read-only and check the GGUF magic; errors name the file."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_fd(path)
     except FileNotFoundError:
         raise MissingFileError("no such GGUF file; check the path", path=path) from None
     try:
@@ -345,7 +377,8 @@ def _extract(reader: gguf.GGUFReader, path: Path) -> _Parsed:
     tokenizer_arrays: dict[str, list] = {}
     for key, field in reader.fields.items():
         values[key] = _field_value(field)
-        if key in _TOKENIZER_ARRAYS and field.types[0] == GGUFValueType.ARRAY:
+        if key in _TOKENIZER_ARRAYS:
+            _check_tokenizer_array(key, field)
             tokenizer_arrays[key] = _array_items(field)
     infos: dict[str, TensorInfo] = {}
     locations: dict[str, _Location] = {}
@@ -373,11 +406,32 @@ def _field_value(field: ReaderField) -> Any:
 def _array_items(field: ReaderField) -> list:
     """All items of a (non-nested) metadata array as plain Python values."""
     item_type = GGUFValueType(int(field.parts[3][0]))
+    items = [field.parts[i] for i in field.data]
     if item_type == GGUFValueType.STRING:
-        return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
-    if not field.data:
+        flat = (b for part in items for b in (part if part.dtype == object else [bytes(part)]))
+        return [b.decode("utf-8", errors="replace") for b in flat]
+    if not items:
         return []
-    return np.concatenate([field.parts[i] for i in field.data]).tolist()
+    return np.concatenate(items).tolist()
+
+
+# What each tokenizer array must hold: GGUF value types (any integer type for token types).
+_INTS = {GGUFValueType.INT8, GGUFValueType.UINT8, GGUFValueType.INT16, GGUFValueType.UINT16,
+         GGUFValueType.INT32, GGUFValueType.UINT32, GGUFValueType.INT64, GGUFValueType.UINT64}
+_TOKENIZER_ITEM_TYPES = {"tokenizer.ggml.tokens": {GGUFValueType.STRING},
+                         "tokenizer.ggml.merges": {GGUFValueType.STRING},
+                         "tokenizer.ggml.token_type": _INTS,
+                         "tokenizer.ggml.scores": {GGUFValueType.FLOAT32, GGUFValueType.FLOAT64}}
+
+
+def _check_tokenizer_array(key: str, field: ReaderField) -> None:
+    """A tokenizer array of the wrong item type (ints where strings belong, say) is a corrupt file."""
+    if field.types[0] != GGUFValueType.ARRAY or len(field.types) < 2:
+        raise _GGUFProblem(f"{key} must be an array, not a {field.types[0].name}")
+    item = field.types[1]
+    if item not in _TOKENIZER_ITEM_TYPES[key]:
+        want = " or ".join(sorted(t.name for t in _TOKENIZER_ITEM_TYPES[key]))
+        raise _GGUFProblem(f"{key} holds {item.name} items where {want} belong; the vocabulary is corrupt")
 
 
 def _scalar(part: np.ndarray, kind: GGUFValueType) -> Any:

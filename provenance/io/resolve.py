@@ -19,6 +19,7 @@ from provenance.errors import (
 )
 from provenance.io.base import TensorReader
 from provenance.io.checkpoint import Checkpoint
+from provenance.io.guard import member, open_file
 from provenance.io.hf_cache import looks_like_repo_id, resolve_repo_id
 from provenance.io.safetensors_reader import SafetensorsReader
 from provenance.io.torch_reader import TorchReader
@@ -40,42 +41,46 @@ def open_checkpoint(spec: str | os.PathLike[str]) -> Checkpoint:
     if path.is_file():
         return _open_file(str(spec), path)
     if not os.path.isabs(str(spec)) and looks_like_repo_id(str(spec)):
-        return _open_directory(str(spec), resolve_repo_id(str(spec)))
+        snapshot = resolve_repo_id(str(spec))  # files link to ../../blobs: the repository folder bounds them
+        return _open_directory(str(spec), snapshot, boundary=snapshot.parent.parent)
     raise CheckpointNotFoundError(f"no such file or directory: {spec}")
 
 
-def _open_directory(spec: str, root: Path) -> Checkpoint:
-    reader, extra = _directory_reader(root)
-    return _assemble(spec, root, root, reader, extra)
+def _open_directory(spec: str, root: Path, boundary: Path | None = None) -> Checkpoint:
+    """Every file read from `root` must be a regular file inside `boundary` (default: `root`)."""
+    reader, extra = _directory_reader(root, boundary or root)
+    return _assemble(spec, root, root, reader, extra, boundary or root)
 
 
 def _open_file(spec: str, path: Path) -> Checkpoint:
     reader = reader_for_file(path)
-    return _assemble(spec, path, path.parent, reader, [])
+    return _assemble(spec, path, path.parent, reader, [], path.parent)
 
 
-def _assemble(spec: str, root: Path, folder: Path, reader: TensorReader, extra: list[Path]) -> Checkpoint:
+def _assemble(spec: str, root: Path, folder: Path, reader: TensorReader, extra: list[Path],
+              boundary: Path) -> Checkpoint:
     """Attach config and tokenizer files found beside the weights (or inside a GGUF)."""
-    config_file = folder / "config.json" if (folder / "config.json").is_file() else None
+    config_file = member(boundary, folder / "config.json") if (folder / "config.json").is_file() else None
     config: dict[str, Any] = read_json(config_file) if config_file else {}
     embedded = None
     if hasattr(reader, "config") and not config:
         config = reader.config()
     if hasattr(reader, "tokenizer"):
         embedded = reader.tokenizer()
-    tokenizer_files = {n: folder / n for n in TOKENIZER_FILES if (folder / n).is_file()}
+    tokenizer_files = {n: member(boundary, folder / n) for n in TOKENIZER_FILES if (folder / n).is_file()}
     return Checkpoint(spec=spec, root=root, reader=reader, config=config, config_file=config_file,
                       tokenizer_files=tokenizer_files, embedded_tokenizer=embedded, extra_files=extra)
 
 
-def _directory_reader(root: Path) -> tuple[TensorReader, list[Path]]:
-    """Pick the weights in an HF directory: safetensors first, then pickles, GGUF, ONNX."""
+def _directory_reader(root: Path, boundary: Path) -> tuple[TensorReader, list[Path]]:
+    """Pick the weights in an HF directory: safetensors first, then pickles, GGUF, ONNX (each a regular
+    file inside `boundary`: a FIFO would block, a symlink could reach outside)."""
     for index_name, cls in (("model.safetensors.index.json", SafetensorsReader),
                             ("pytorch_model.bin.index.json", TorchReader)):
         index = root / index_name
         if index.is_file():
-            weight_map = read_shard_index(index)
-            shards = [safe_join(root, s, index) for s in dict.fromkeys(weight_map.values())]
+            weight_map = read_shard_index(member(boundary, index))
+            shards = [member(boundary, safe_join(root, s, index)) for s in dict.fromkeys(weight_map.values())]
             for shard in shards:
                 if not shard.is_file():
                     raise MissingFileError(f"shard {shard.name} listed in {index_name} is missing; "
@@ -83,14 +88,14 @@ def _directory_reader(root: Path) -> tuple[TensorReader, list[Path]]:
             return cls(shards, expected=weight_map), [index]
     found = sorted(root.glob("*.safetensors"))
     if found:
-        return SafetensorsReader(found), []
+        return SafetensorsReader([member(boundary, p) for p in found]), []
     found = sorted(p for p in root.iterdir() if p.suffix in _TORCH_SUFFIXES and p.is_file())
     if found:
-        return TorchReader(found), []
+        return TorchReader([member(boundary, p) for p in found]), []
     for pattern in ("*.gguf", "*.onnx", "onnx/model.onnx"):
         found = sorted(root.glob(pattern))
         if len(found) == 1:
-            return reader_for_file(found[0]), []
+            return reader_for_file(member(boundary, found[0])), []
         if len(found) > 1:
             raise UnknownFormatError(f"{len(found)} {pattern} files ({', '.join(p.name for p in found[:4])}); "
                                      "pass the one you mean as the model spec", path=root)
@@ -100,7 +105,7 @@ def _directory_reader(root: Path) -> tuple[TensorReader, list[Path]]:
 
 def reader_for_file(path: Path) -> TensorReader:
     """Choose a reader by the file's magic bytes first, its suffix second."""
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         head = f.read(8)
     suffix = path.suffix.lower()
     if head[:4] == b"GGUF" or suffix == ".gguf":

@@ -7,6 +7,7 @@ the largest tensor however many tensors are streamed; the page cache does the re
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import torch
 
 from provenance.errors import CorruptFileError, TensorNotFoundError
 from provenance.io.base import ReaderMetadata, TensorInfo
+from provenance.io.guard import open_fd, open_file
 
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
 
@@ -31,21 +33,23 @@ DTYPES: dict[str, tuple[torch.dtype, int]] = {
 
 def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     """Return (tensor entries, __metadata__, data start) after checking them against the file size."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open_file(path) as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
             raise CorruptFileError(f"not a safetensors file: {size} bytes, shorter than the 8-byte header length",
                                    path=path)
         (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER or 8 + n > size:
-            raise CorruptFileError(f"truncated or not safetensors: header claims {n} bytes but the file has "
-                                   f"{size}; re-download or re-save the file", path=path)
+        if n > _MAX_HEADER or 8 + n > size:  # the claimed length is not quoted: it may be any file's bytes
+            raise CorruptFileError(f"truncated or not safetensors: the 8-byte header length is larger than the "
+                                   f"file ({size} bytes); re-download or re-save the file", path=path)
         raw = f.read(n)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(f"corrupt safetensors header (not JSON: {exc})", path=path) from None
+    except RecursionError:
+        raise CorruptFileError("corrupt safetensors header: JSON nested too deeply", path=path) from None
     if not isinstance(header, dict):
         raise CorruptFileError("corrupt safetensors header: expected a JSON object", path=path)
     meta = header.pop("__metadata__", None) or {}
@@ -55,19 +59,29 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     return header, {str(k): str(v) for k, v in meta.items()}, 8 + n
 
 
+def _count(v: object, limit: int) -> bool:
+    """A JSON integer in [0, limit] (a bool is an int to Python, not to us)."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= limit
+
+
 def _check_entries(path: Path, header: dict, data_size: int) -> None:
-    """Each entry must have a known dtype, a shape, and offsets that fit its bytes and the file."""
+    """Each entry must have a known dtype, a shape, and offsets that fit its bytes and the file.
+
+    Sizes are exact Python integers checked against the file before anything is allocated: no
+    int64 product can wrap a claimed [2^62, 4] shape to zero bytes.
+    """
     for name, e in header.items():
-        if not isinstance(e, dict) or e.get("dtype") not in DTYPES:
-            got = e.get("dtype") if isinstance(e, dict) else e
-            raise CorruptFileError(f"tensor {name!r} has an unknown dtype {got!r}", path=path)
+        dtype = e.get("dtype") if isinstance(e, dict) else None
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            got = dtype if isinstance(e, dict) else type(e).__name__
+            raise CorruptFileError(f"tensor {str(name)[:80]!r} has an unknown dtype {str(got)[:40]!r}", path=path)
         shape, offs = e.get("shape"), e.get("data_offsets")
-        if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
-                or not isinstance(offs, list) or len(offs) != 2
-                or not all(isinstance(o, int) and o >= 0 for o in offs)):
-            raise CorruptFileError(f"tensor {name!r} has a malformed shape or data_offsets", path=path)
+        if (not isinstance(shape, list) or len(shape) > 16 or not all(_count(d, 2**62) for d in shape)
+                or not isinstance(offs, list) or len(offs) != 2 or not all(_count(o, 2**62) for o in offs)):
+            raise CorruptFileError(f"tensor {str(name)[:80]!r} has a malformed shape or data_offsets (at most 16 "
+                                   "whole numbers below 2^62)", path=path)
         begin, end = offs
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[e["dtype"]][1]
+        expected = math.prod(shape) * DTYPES[dtype][1]
         if end - begin != expected:
             raise CorruptFileError(f"tensor {name!r} spans {end - begin} bytes but shape {shape} "
                                    f"{e['dtype']} needs {expected}", path=path)
@@ -135,7 +149,7 @@ class SafetensorsReader:
         buf = scratch[:nbytes] if scratch is not None and scratch.size >= nbytes else np.empty(nbytes, np.uint8)
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            fd = self._fds[path] = open_fd(path)
         pread_into(fd, buf, offset, path)
         if self.observer is not None:
             self.observer(path, offset, buf)
