@@ -129,9 +129,24 @@ def _index(v: Vocabulary, kind: str) -> dict[bytes, int]:
     return out
 
 
+# Ids may leave holes (reserved specials, pruned pieces), but a file may not claim an id space much
+# larger than what it holds: one 60-byte entry with id 2^24 would otherwise cost a 16M-slot list.
+SPARE_IDS = 1 << 16
+
+
+def check_id_space(size: int, held: int, source: object) -> None:
+    """Refuse an id space over twice the tokens held plus SPARE_IDS (memory bounded by the file)."""
+    if size > 2 * held + SPARE_IDS:
+        from provenance.errors import CorruptFileError
+
+        raise CorruptFileError(f"token ids reach {size - 1:,} but the file holds only {held:,} tokens; refusing a "
+                               f"sparse id space over {2 * held + SPARE_IDS:,}", path=str(source) if source else None)
+
+
 def from_pairs(pairs: list[tuple[int, bytes, str]], **fields: object) -> Vocabulary:
     """Build a Vocabulary from (id, bytes, kind) triples; later triples win on a repeated id."""
     size = max((i for i, _, _ in pairs), default=-1) + 1
+    check_id_space(size, len(pairs), fields.get("source"))
     tokens: list[bytes | None] = [None] * size
     kinds = [""] * size
     for i, t, k in pairs:

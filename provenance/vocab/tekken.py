@@ -15,7 +15,7 @@ from typing import Any
 
 from provenance.errors import CorruptFileError
 from provenance.jsonfile import read_json
-from provenance.vocab.model import ADDED, NORMAL, SPECIAL, Vocabulary, from_pairs
+from provenance.vocab.model import ADDED, NORMAL, SPECIAL, Vocabulary, check_id_space, from_pairs
 
 
 def _checked(data: Any, path: Path) -> dict[str, Any]:
@@ -113,6 +113,8 @@ def read_tekken(path: Path, data: Any = None) -> Vocabulary:
     data = _checked(data, path)
     config, entries = data["config"], data["vocab"]
     n_special, live = _sizes(config, len(entries), path)
+    specials = data.get("special_tokens")
+    check_id_space(n_special + live, live + (len(specials) if isinstance(specials, list) else 0), path)
     pairs = _ordinary(entries, live, n_special, path)
     notes: list[str] = []
     recorded = data.get("special_tokens") is not None
