@@ -32,8 +32,10 @@ from provenance.fingerprint.compare import compare_fingerprints
 from provenance.fingerprint.fileformat import is_fingerprint_file
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
+from provenance.progress import bar as progress_bar
 from provenance.result import CompareResult
 from provenance.signals.activations import (
+    ACTIVATION_STEPS,
     ActivationEvidence,
     activation_items,
     activation_verdict,
@@ -63,7 +65,7 @@ class CompareOptions:
     device: str = "auto"
     seed: int = 0
     hashes: bool = True
-    progress: bool = False
+    progress: bool | None = False  # bars on stderr; None: when stderr is a terminal
     probe_texts: int = 64  # probe texts the activation signal runs (of the 320 shipped)
     batch_size: int = 8
 
@@ -139,13 +141,9 @@ def command_line(base: Any, candidate: Any, opts: CompareOptions) -> str:
     return shlex.join(args)
 
 
-def _progress_bar(a: CanonicalModel, b: CanonicalModel, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
+def _progress_bar(a: CanonicalModel, b: CanonicalModel, show: bool | None) -> Any:
     total = sum(1 for m in (a, b) for i in m.roles.layers for k in PROFILE_KEYS if f"layers.{i}.{k}" in m.roles.roles)
-    return tqdm(total=total, unit="tensor", desc="comparing weights", leave=False, disable=None)
+    return progress_bar(total, "comparing weights", "tensor", show)
 
 
 def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
@@ -183,21 +181,18 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
         token_map = shared_tokens(va, vb) if va is not None and vb is not None else None
         w = None
         if "weights" in signals:
-            bar = _progress_bar(a, b, opts.progress)
-            try:
+            with _progress_bar(a, b, opts.progress) as tensors:
                 w = weight_evidence(a, b, device=str(device), seed=opts.seed, token_map=token_map,
-                                    progress=bar.update if bar is not None else None)
-            finally:
-                if bar is not None:
-                    bar.close()
+                                    progress=tensors.update)
             evidence += weight_items(w)
         if "tokenizer" in signals:
             tok, items = tokenizer_evidence(va, vb, token_map)
             evidence += [Evidence("tokenizer", None, None, u, kind="unreadable") for u in unreadable] + items
         act = None
         if "activations" in signals:
-            act = run_activations(base, candidate, device=str(device), seed=opts.seed, probe_texts=opts.probe_texts,
-                                  batch_size=opts.batch_size)
+            with progress_bar(ACTIVATION_STEPS, "comparing activations", "step", opts.progress) as steps:
+                act = run_activations(base, candidate, device=str(device), seed=opts.seed,
+                                      probe_texts=opts.probe_texts, batch_size=opts.batch_size, progress=steps.update)
             evidence += activation_items(act)
         cmp = None
         if "config" in signals:

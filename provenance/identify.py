@@ -13,22 +13,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provenance.comparison import CompareOptions
 from provenance.errors import InvalidParameterError
-from provenance.fingerprint.build import fingerprint
-from provenance.fingerprint.compare import compare_loaded
-from provenance.fingerprint.fileformat import load
-from provenance.fingerprint.registry import (
-    Entry,
-    Screen,
-    default_registry,
-    scan,
-    screen,
-)
-from provenance.io.convert import resolve_device
-from provenance.result import CompareResult
+
+if TYPE_CHECKING:  # the analysis modules load in `identify()`: importing this module stays cheap (the CLI's help)
+    from provenance.fingerprint.model import Fingerprint
+    from provenance.fingerprint.registry import Entry, Screen
+    from provenance.result import CompareResult
 
 SCHEMA = "provenance.identify/1"
 SHORTLIST = 8  # entries compared in full per screen (weights, tokenizer), at least
@@ -138,9 +130,22 @@ def _rank_key(c: Candidate) -> tuple[int, float, float]:
     return kind, c.p_value if c.p_value is not None else 1.0, -(c.screen.get("weights_r") or 0.0)
 
 
-def identify(spec: str | os.PathLike[str], *, registry: str | os.PathLike[str] | None = None, top: int = 5,
-             shortlist: int = SHORTLIST, device: str = "auto", seed: int = 0, hashes: bool = True) -> IdentifyResult:
-    """Rank registry entries as the base of `spec` (a model, tokenizer or fingerprint file)."""
+def identify(spec: str | os.PathLike[str] | Fingerprint, *, registry: str | os.PathLike[str] | None = None,
+             top: int = 5, shortlist: int = SHORTLIST, device: str = "auto", seed: int = 0, hashes: bool = True,
+             progress: bool | None = False) -> IdentifyResult:
+    """Rank registry entries as the base of `spec`: a model, tokenizer or fingerprint file, or a `Fingerprint`.
+
+    `progress`: bars on stderr (None: when stderr is a terminal).
+    """
+    from provenance.comparison import CompareOptions
+    from provenance.fingerprint.build import fingerprint
+    from provenance.fingerprint.compare import compare_loaded
+    from provenance.fingerprint.fileformat import load
+    from provenance.fingerprint.model import Fingerprint
+    from provenance.fingerprint.registry import default_registry, scan, screen
+    from provenance.io.convert import resolve_device
+    from provenance.progress import bar
+
     if top < 1:
         raise InvalidParameterError("top", "identify", "at least 1", top)
     if shortlist < 1:
@@ -150,23 +155,30 @@ def identify(spec: str | os.PathLike[str], *, registry: str | os.PathLike[str] |
     t0 = time.perf_counter()
     entries = scan(reg)  # fail fast on a bad registry, before reading the model
     t1 = time.perf_counter()
-    query = fingerprint(spec, device=str(dev), hashes=hashes)
+    if isinstance(spec, Fingerprint):
+        query, label = spec, spec.path or spec.meta.get("source", {}).get("spec") or spec.name
+    else:
+        with bar(None, "fingerprinting the query", "tensor", progress) as b:
+            query = fingerprint(spec, device=str(dev), hashes=hashes, progress=b.update)
+        label = str(spec)
     t2 = time.perf_counter()
     scored = [(e, screen(query, e)) for e in entries]
     chosen = _shortlist(scored, shortlist)
     t3 = time.perf_counter()
     opts = CompareOptions(device=str(dev), seed=seed, hashes=hashes)
     found = []
-    for e, s in chosen:
-        r = compare_loaded(load(e.path), query, e.path, spec, opts, dev)
-        v = r.verdict
-        found.append(Candidate(0, e.name, str(e.path), "model" if e.has_weights else "tokenizer", v.label,
-                               v.relation, v.p_value, v.confidence, list(v.decided_by), strongest_finding(r),
-                               asdict(s), dict(e.meta.get("source", {})), r))
+    with bar(len(chosen), "comparing with the registry", "entry", progress) as b:
+        for e, s in chosen:
+            r = compare_loaded(load(e.path), query, e.path, label, opts, dev)
+            v = r.verdict
+            found.append(Candidate(0, e.name, str(e.path), "model" if e.has_weights else "tokenizer", v.label,
+                                   v.relation, v.p_value, v.confidence, list(v.decided_by), strongest_finding(r),
+                                   asdict(s), dict(e.meta.get("source", {})), r))
+            b.update(1)
     t4 = time.perf_counter()
     found.sort(key=_rank_key)
     for i, c in enumerate(found):
         c.rank = i + 1
     timings = {"scan": t1 - t0, "query": t2 - t1, "screen": t3 - t2, "compare": t4 - t3}
-    return IdentifyResult(query.summary() | {"spec": str(spec)}, str(reg), found[:top], len(entries), len(chosen),
+    return IdentifyResult(query.summary() | {"spec": label}, str(reg), found[:top], len(entries), len(chosen),
                           {k: round(v, 4) for k, v in timings.items()})

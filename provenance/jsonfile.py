@@ -22,7 +22,10 @@ def read_json(path: Path, *, hint: str = "", strict: bool = False) -> Any:
     `strict` refuses NaN and Infinity, which Python writes but JSON does not have.
     """
     try:
-        data = Path(path).read_bytes()
+        # imported here: provenance.io imports this module
+        from provenance.io.guard import read_bytes
+
+        data = read_bytes(path)
     except OSError as exc:
         raise ProvenanceError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:

@@ -406,7 +406,8 @@ def test_unreadable_model_is_an_error_row_and_the_audit_goes_on(tiny_zoo, tmp_pa
                                                    "ghost": root / "no-such-model"})
     rc, out, err = cli(["audit", str(manifest), "--db", str(tmp_path / "a.sqlite"), "--no-hash",
                         "--json", str(tmp_path / "a.json")])
-    assert rc == 0 and error_lines(err) == [], err
+    assert rc == 2 and error_lines(err) == [f"provenance: error: model 'ghost' of {manifest} could not be read: "
+                                            f"no such file or directory: {root / 'no-such-model'}"], err
     assert f"not read    ghost: no such file or directory: {root / 'no-such-model'}\n" in out
     data = json.loads((tmp_path / "a.json").read_text())
     ghost = [m for m in data["models"] if m["name"] == "ghost"][0]
@@ -423,7 +424,8 @@ def test_fail_on_and_json(tiny_zoo, tmp_path):
     related = write_manifest(tmp_path / "related.yaml", {"base": root / "base", "noised": root / "noised"})
     rc, out, err = cli(["audit", str(related), "--db", str(tmp_path / "r.sqlite"), "--no-hash", "--fail-on",
                         "derived", "--json", str(tmp_path / "r.json")])
-    assert rc == 3 and error_lines(err) == [], err
+    assert rc == 3 and [line.split(" (")[0] for line in error_lines(err)] == [
+        "provenance: --fail-on derived matched base -> noised: derived"], err
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["schema"] == "provenance.audit/1"
     assert set(data) == {"schema", "manifest", "db", "run_id", "stages", "models", "pairs", "lineage"}

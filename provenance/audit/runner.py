@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from provenance import __version__
 from provenance.audit.executors import make_executor
 from provenance.audit.lineage import lineage
 from provenance.audit.manifest import ManifestEntry, read_manifest
+from provenance.audit.options import COMPARE, AuditOptions
 from provenance.audit.result import AuditModel, AuditPair, AuditResult
 from provenance.audit.store import Store
 from provenance.audit.tasks import compare_task, fingerprint_task, input_key, input_size
@@ -28,36 +28,14 @@ from provenance.errors import InvalidParameterError
 from provenance.fingerprint.fileformat import from_bytes
 from provenance.fingerprint.model import Fingerprint
 from provenance.fingerprint.registry import Screen, screen_vectors
-from provenance.identify import SCREEN_JACCARD, SCREEN_R
+from provenance.progress import bar as progress_bar
 
-COMPARE = ("screened", "all")
+__all__ = ["COMPARE", "AuditOptions", "audit"]
 UNFLAGGED_BATCH = 1000  # screened-out pairs written per transaction
 
 
-@dataclass(frozen=True)
-class AuditOptions:
-    """Options of one audit (CLI flags map onto these)."""
-
-    executor: str = "local"
-    workers: int = 1
-    address: str | None = None  # a Ray cluster; None starts a local Ray instance
-    hashes: bool = True
-    device: str = "cpu"  # where fingerprinting streams the weights (auto: CUDA when present)
-    seed: int = 0
-    compare: str = "screened"  # screened: pairs the screen flags; all: every pair
-    screen_r: float = SCREEN_R
-    screen_jaccard: float = SCREEN_JACCARD
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        if self.compare not in COMPARE:
-            raise InvalidParameterError("compare", "audit", f"one of {COMPARE}", self.compare)
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="task", file=sys.stderr, disable=not enabled or total == 0, leave=False)
+def _bar(total: int, desc: str, show: bool | None) -> Any:
+    return progress_bar(total, desc, "task", show if total else False)
 
 
 def _oriented(entries: list[ManifestEntry]) -> list[tuple[str, str]]:
@@ -147,9 +125,17 @@ def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], 
 
 
 def audit(manifest: str | os.PathLike[str], db: str | os.PathLike[str], options: AuditOptions | None = None,
-          html: str | os.PathLike[str] | None = None) -> AuditResult:
-    """Run (or resume) the audit of `manifest` into the store `db`; returns what the store now holds."""
-    opts = options or AuditOptions()
+          html: str | os.PathLike[str] | None = None, **overrides: Any) -> AuditResult:
+    """Run (or resume) the audit of `manifest` into the store `db`; returns what the store now holds.
+
+    Options come as an `AuditOptions`, or as its fields by keyword: `audit(m, db, workers=2, hashes=False)`.
+    `html`: a directory for index.html (the lineage graph) and one report per compared pair.
+    """
+    known = [f.name for f in fields(AuditOptions)]
+    for key in overrides:
+        if key not in known:
+            raise InvalidParameterError("options", "audit", f"fields of AuditOptions ({', '.join(known)})", key)
+    opts = replace(options or AuditOptions(), **overrides)
     entries = read_manifest(manifest)
     if html is not None and Path(html).exists() and not Path(html).is_dir():
         raise InvalidParameterError("html", "audit", "a directory", str(html))

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from provenance.audit.executors import EXECUTORS
-from provenance.audit.result import AuditResult
-from provenance.audit.runner import COMPARE, AuditOptions, audit
+from provenance.audit.options import COMPARE
 from provenance.cli.compare_cmd import LABELS, fail_labels
-from provenance.cli.output import check_writable, write_atomic
+from provenance.cli.main import one_line
+from provenance.cli.output import (
+    add_progress,
+    check_writable,
+    summary_stream,
+    write_output,
+)
+
+if TYPE_CHECKING:
+    from provenance.audit.result import AuditPair, AuditResult
+
+MAX_REASONS = 10  # pairs named on stderr when --fail-on matches
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("audit", help="audit many models: fingerprint each once, screen every pair, compare the "
-                       "flagged ones, draw the lineage (resumable)")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="YAML or CSV: name, spec, optional role (base|candidate) and facts")
     p.add_argument("--db", default="audit.sqlite", metavar="FILE",
                    help="results store (SQLite, created or resumed; default audit.sqlite)")
     p.add_argument("--html", metavar="DIR", help="write index.html (lineage graph, tables) and one report per pair")
-    p.add_argument("--json", metavar="F", help="write the result (provenance.audit/1) to F")
+    p.add_argument("--json", metavar="F", help="write the result (provenance.audit/1) to F ('-': standard output, "
+                   "the summary then goes to stderr)")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="local worker processes or Ray")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel tasks (default 1)")
@@ -31,21 +40,41 @@ def register(sub: Any) -> None:
     p.add_argument("--no-hash", action="store_true",
                    help="skip the sha256 of every model file (for ONNX and PyTorch files, one read less)")
     p.add_argument("--fail-on", metavar="LABELS", help=f"exit 3 when any pair's verdict is one of {LABELS} "
-                   "(comma-separated; 'derived' also matches 'identical')")
+                   "(comma-separated; 'derived' also matches 'identical'); a model that cannot be read exits 2 "
+                   "first")
+    add_progress(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from provenance.audit.runner import AuditOptions, audit
+
     fail_on = fail_labels(args.fail_on, "provenance audit")
     check_writable(args.json)
     opts = AuditOptions(executor=args.executor, workers=args.workers, address=args.address, hashes=not args.no_hash,
-                        device=args.device, seed=args.seed, compare=args.compare, progress=True)
+                        device=args.device, seed=args.seed, compare=args.compare, progress=args.progress)
     result = audit(args.manifest, args.db, opts, html=args.html)
     if args.json:
-        write_atomic(args.json, result.to_json())
-    print_summary(result, sys.stdout)
-    hit = any(p.label in fail_on and p.related for p in result.pairs)
-    return 3 if hit else 0
+        write_output(args.json, result.to_json())
+    print_summary(result, summary_stream(args.json))
+    unread = [m for m in result.models if m.error]
+    for m in unread:
+        print(f"provenance: error: model {m.name!r} of {result.manifest} could not be read: {one_line(m.error or '')}",
+              file=sys.stderr)
+    hits = [p for p in result.pairs if p.label in fail_on and p.related]
+    explain_fail_on(hits, args.fail_on, sys.stderr)
+    return 2 if unread else 3 if hits else 0
+
+
+def explain_fail_on(hits: list[AuditPair], labels: str | None, out: TextIO) -> None:
+    """One line per pair that matched `--fail-on` (the first MAX_REASONS), so a CI log says why it failed."""
+    for p in hits[:MAX_REASONS]:
+        pv = "" if p.p_value is None else f", p = {p.p_value:.3g}"
+        out.write(f"provenance: --fail-on {labels} matched {p.base} -> {p.candidate}: {p.label} "
+                  f"({p.relation or 'relation not named'}{pv})\n")
+    if len(hits) > MAX_REASONS:
+        out.write(f"provenance: --fail-on {labels} matched {len(hits) - MAX_REASONS} more pairs "
+                  "(see --json or the store)\n")
 
 
 def _size(n: int) -> str:

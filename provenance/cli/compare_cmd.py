@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from provenance.cli.output import check_writable, write_atomic
-from provenance.comparison import (
-    AVAILABLE_SIGNALS,
-    CompareOptions,
-    CompareResult,
-    compare,
+from provenance.cli.output import (
+    add_progress,
+    check_writable,
+    summary_stream,
+    write_output,
 )
 from provenance.errors import InvalidParameterError
 
+if TYPE_CHECKING:
+    from provenance.result import CompareResult
+
 LABELS = ("identical", "derived", "independent", "inconclusive")
+SIGNALS = ("weights", "tokenizer", "activations", "config")  # provenance.comparison.AVAILABLE_SIGNALS (a test ties them)
+SPECS = ("a Hugging Face model directory, a weights file (.safetensors, .gguf, .onnx, .bin/.pt), a model id in the "
+         "offline HF cache (HF_HOME), a .fingerprint file, or a tokenizer alone (tokenizer.json, tokenizer.model, "
+         "*.tiktoken, vocab.txt, ...; the tokenizer signal only)")
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("compare", help="was CANDIDATE built from BASE? (weight and tokenizer evidence with p-values)")
-    p.add_argument("base")
-    p.add_argument("candidate")
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base", metavar="BASE", help=f"the original model, which CANDIDATE may have been built from: {SPECS}")
+    p.add_argument("candidate", metavar="CANDIDATE", help="the model under suspicion: the same kinds of spec as BASE")
     p.add_argument("--signals", default=None,
-                   help=f"comma-separated subset of {','.join(AVAILABLE_SIGNALS)} (default: weights,tokenizer,config; "
+                   help=f"comma-separated subset of {','.join(SIGNALS)} (default: weights,tokenizer,config; "
                    "activations run both models and are asked for explicitly; a tokenizer file or a directory "
                    "without weights gets the tokenizer signal only)")
-    p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F")
-    p.add_argument("--html", metavar="F", help="write a self-contained HTML report to F")
-    p.add_argument("--md", metavar="F", help="write a Markdown report to F")
+    p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F ('-': standard output, "
+                   "the summary then goes to stderr)")
+    p.add_argument("--html", metavar="F", help="write a self-contained HTML report to F ('-': standard output)")
+    p.add_argument("--md", metavar="F", help="write a Markdown report to F ('-': standard output)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probes", type=int, default=64, metavar="N",
@@ -37,10 +43,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every file")
     p.add_argument("--fail-on", metavar="LABELS", help="exit 3 when the verdict is one of these "
                    "(comma-separated; 'derived' also matches 'identical')")
+    add_progress(p)
     p.set_defaults(run=run)
 
 
 def fail_labels(text: str | None, command: str = "provenance compare") -> set[str]:
+    """The labels `--fail-on` names ('derived' also matches 'identical'); exit 2 on an unknown one."""
     if not text:
         return set()
     labels = {t.strip() for t in text.split(",") if t.strip()}
@@ -51,15 +59,21 @@ def fail_labels(text: str | None, command: str = "provenance compare") -> set[st
 
 
 def run(args: argparse.Namespace) -> int:
+    from provenance.comparison import CompareOptions, compare
+
     fail_on = fail_labels(args.fail_on)
     check_writable(args.json, args.html, args.md)
     signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
     opts = CompareOptions(signals=signals, device=args.device, seed=args.seed, probe_texts=args.probes,
-                          batch_size=args.batch_size, hashes=not args.no_hash, progress=True)
+                          batch_size=args.batch_size, hashes=not args.no_hash, progress=args.progress)
     result = compare(args.base, args.candidate, opts)
     write_outputs(result, json_path=args.json, html_path=args.html, md_path=args.md)
-    print_summary(result, sys.stdout)
-    return 3 if result.verdict.label in fail_on else 0
+    print_summary(result, summary_stream(args.json, args.html, args.md))
+    label = result.verdict.label
+    if label not in fail_on:
+        return 0
+    print(f"provenance: --fail-on {args.fail_on} matched: the verdict is {label} (exit 3)", file=sys.stderr)
+    return 3
 
 
 def write_outputs(result: CompareResult, *, json_path: str | None = None, html_path: str | None = None,
@@ -74,7 +88,7 @@ def write_outputs(result: CompareResult, *, json_path: str | None = None, html_p
     if md_path:
         outputs.append((md_path, result.to_markdown()))
     for path, text in outputs:
-        write_atomic(path, text)
+        write_output(path, text)
 
 
 def print_summary(r: CompareResult, out: TextIO) -> None:

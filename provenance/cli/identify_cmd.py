@@ -3,37 +3,47 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from provenance.cli.output import check_writable, write_atomic
-from provenance.fingerprint.registry import default_registry
-from provenance.identify import SHORTLIST, IdentifyResult, identify
+from provenance.cli.output import (
+    add_progress,
+    check_writable,
+    summary_stream,
+    write_output,
+)
+from provenance.identify import SHORTLIST
+
+if TYPE_CHECKING:
+    from provenance.identify import IdentifyResult
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("identify", help="rank known bases (a registry of fingerprints) for MODEL, with evidence")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model, tokenizer file or fingerprint")
     p.add_argument("--registry", metavar="DIR", default=None,
-                   help=f"directory of .fingerprint files (default: {default_registry()})")
+                   help="directory of .fingerprint files (default: $PROVENANCE_REGISTRY, else the registry "
+                   "installed with provenance)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="candidates to list (default 5)")
     p.add_argument("--shortlist", type=int, default=SHORTLIST, metavar="N",
                    help=f"entries per screen compared in full (default {SHORTLIST}; entries the screen flags "
                    "are always compared)")
-    p.add_argument("--json", metavar="F", help="write the result (provenance.identify/1) to F")
+    p.add_argument("--json", metavar="F", help="write the result (provenance.identify/1) to F ('-': standard "
+                   "output, the summary then goes to stderr)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of the model's files")
+    add_progress(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from provenance.identify import identify
+
     check_writable(args.json)
     result = identify(args.model, registry=args.registry, top=args.top, shortlist=args.shortlist,
-                      device=args.device, seed=args.seed, hashes=not args.no_hash)
+                      device=args.device, seed=args.seed, hashes=not args.no_hash, progress=args.progress)
     if args.json:
-        write_atomic(args.json, result.to_json())
-    print_summary(result, sys.stdout)
+        write_output(args.json, result.to_json())
+    print_summary(result, summary_stream(args.json))
     return 0
 
 

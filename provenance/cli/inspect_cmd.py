@@ -3,42 +3,48 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from provenance.cli import fingerprint_cmd
-from provenance.cli.output import write_json
-from provenance.fingerprint import is_fingerprint_file, load
-from provenance.inspect import InspectResult, inspect_model
+from provenance.cli.output import check_writable, summary_stream, write_json
+
+if TYPE_CHECKING:
+    from provenance.inspect import InspectResult
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("inspect", help="describe a checkpoint: format, architecture, canonical roles, hashes")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="HF directory, weights file (.safetensors/.gguf/.onnx/.bin), cached model id or "
                    "fingerprint")
-    p.add_argument("--json", metavar="F", help="also write the full result as JSON to F")
+    p.add_argument("--json", metavar="F", help="also write the full result as JSON to F ('-': standard output, "
+                   "the summary then goes to stderr)")
     p.add_argument("--all", action="store_true", help="list every role (default: globals and layer 0)")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every file")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from provenance.fingerprint import is_fingerprint_file
+    from provenance.inspect import inspect_model
+
+    check_writable(args.json)
     if is_fingerprint_file(args.model):
         return _inspect_fingerprint(args)
     result = inspect_model(args.model, hashes=not args.no_hash)
     if args.json:
         write_json(args.json, result.to_dict())
-    print_summary(result, sys.stdout, all_roles=args.all)
+    print_summary(result, summary_stream(args.json), all_roles=args.all)
     return 0
 
 
 def _inspect_fingerprint(args: argparse.Namespace) -> int:
     """A fingerprint file: what it was made from and what it keeps (its roles, config and statistics in --json)."""
+    from provenance.fingerprint import load
+
     fp = load(args.model)
     if args.json:
         meta = {k: v for k, v in fp.meta.items() if k != "tensors"}
         write_json(args.json, {"schema": "provenance.fingerprint-info/1", "summary": fp.summary(), "meta": meta})
-    fingerprint_cmd.print_summary(fp, args.model, sys.stdout)
+    fingerprint_cmd.print_summary(fp, args.model, summary_stream(args.json))
     return 0
 
 

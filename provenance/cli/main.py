@@ -1,46 +1,64 @@
 """`provenance` command line: parse, dispatch to one module per command, map errors to exit codes.
 
-Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 1 an internal error
-(traceback only with PROVENANCE_DEBUG=1).
+Only the module of the command being run is imported, and command modules import torch and the
+analysis code inside `run`: `--version`, `--help` and argument errors answer at once.
+
+Exit status: 0 done; 2 bad input (one line on stderr, nothing written); 3 a `--fail-on` label
+matched; 1 an internal error (traceback only with PROVENANCE_DEBUG=1).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from provenance import __version__
-from provenance.cli import (
-    audit_cmd,
-    compare_cmd,
-    fingerprint_cmd,
-    identify_cmd,
-    inspect_cmd,
-    report_cmd,
-)
 from provenance.errors import ProvenanceError
 
-COMMANDS = (inspect_cmd, compare_cmd, fingerprint_cmd, identify_cmd, audit_cmd, report_cmd)
+# command -> (module, one-line summary shown by `provenance --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("provenance.cli.inspect_cmd", "describe a checkpoint: format, architecture, canonical roles, hashes"),
+    "compare": ("provenance.cli.compare_cmd",
+                "was CANDIDATE built from BASE? (weight and tokenizer evidence with p-values)"),
+    "fingerprint": ("provenance.cli.fingerprint_cmd",
+                    "write a fingerprint (a few MB) that compare and identify accept in place of the model"),
+    "identify": ("provenance.cli.identify_cmd",
+                 "rank known bases (a registry of fingerprints) for MODEL, with evidence"),
+    "audit": ("provenance.cli.audit_cmd", ("audit many models: fingerprint each once, screen every pair, compare "
+                                           "the flagged ones, draw the lineage (resumable)")),
+    "report": ("provenance.cli.report_cmd", "render a saved result (compare --json) as HTML and/or Markdown"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command named on the line: the first word that is not an option (the top level takes no values)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (to add its arguments), the others are listed by name."""
     parser = argparse.ArgumentParser(prog="provenance",
                                      description="Was this large language model built from another one?")
     parser.add_argument("--version", action="version", version=f"provenance {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for name, (module, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == command:
+            importlib.import_module(module).register(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except ProvenanceError as exc:
-        print(f"provenance: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"provenance: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("provenance: interrupted", file=sys.stderr)
@@ -51,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so briefly
         if os.environ.get("PROVENANCE_DEBUG"):
             raise
-        print(f"provenance: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        print(f"provenance: internal error: {type(exc).__name__}: {one_line(str(exc))} "
               "(set PROVENANCE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Collapse whitespace so a message is one line on stderr."""
     return " ".join(text.split())
 
 

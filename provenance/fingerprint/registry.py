@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,10 @@ class Screen:
 
 
 def default_registry() -> Path:
-    """`$PROVENANCE_REGISTRY`, else the `fingerprints/` directory beside the package (a source checkout)."""
+    """`$PROVENANCE_REGISTRY`, else the registry installed with the package: `provenance.registry_data`,
+    which is the repository's `fingerprints/` directory (pyproject.toml maps it; wheels ship its files)."""
     env = os.environ.get("PROVENANCE_REGISTRY")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "fingerprints"
+    return Path(env) if env else Path(str(resources.files("provenance.registry_data")))
 
 
 def registry_files(directory: str | os.PathLike[str]) -> list[Path]:

@@ -13,6 +13,7 @@ import fcntl
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from provenance.errors import UnsafePathError
 
@@ -39,7 +40,7 @@ def open_fd(path: str | os.PathLike[str]) -> int:
         raise
 
 
-def open_file(path: str | os.PathLike[str]):  # noqa: ANN201 - a binary file object
+def open_file(path: str | os.PathLike[str]) -> BinaryIO:
     """`open(path, "rb")` through `open_fd`: never blocks, regular files only."""
     return os.fdopen(open_fd(path), "rb")
 

@@ -8,6 +8,7 @@ positions are aligned by character offsets.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ DERIVED_P = 1e-6
 MIN_NEURON_EFFECT = 0.2  # median over matched layers of max(in place, gate/up agreement)
 INDEPENDENT_P = 1e-2
 IDENTICAL_CKA = 0.99
+ACTIVATION_STEPS = 5  # progress steps of run_activations: open, capture base, capture candidate, CKA, neurons
 
 
 @dataclass
@@ -96,17 +98,23 @@ def tokenizer_file_of(m: ActivationModel) -> Any:
 
 def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet, *, seed: int = 0,
                         batch_size: int = 8, notes: list[str] | None = None,
-                        max_positions: int = MAX_POSITIONS, stats_device: str = "cpu") -> ActivationEvidence:
+                        max_positions: int = MAX_POSITIONS, stats_device: str = "cpu",
+                        progress: Callable[[int], None] | None = None) -> ActivationEvidence:
     """Run both models on the probes at aligned positions; CKA map, neuron tests, combined p-value.
 
-    `stats_device` runs the neuron correlations (the costly part for wide MLPs) on that device.
+    `stats_device` runs the neuron correlations (the costly part for wide MLPs) on that device;
+    `progress(1)` is called after each of the 4 steps (capture base, capture candidate, CKA, neurons).
     """
+    step = progress or (lambda _n: None)
     notes = list(notes or [])
     texts = list(probes.texts)
     ea, eb = a.encode(texts), b.encode(texts)
     per_text = max(1, math.ceil(max_positions / len(texts)))
     pos_a, pos_b, where = aligned_positions(ea, eb, per_text=per_text)
-    ca, cb = a.capture(ea, pos_a, batch_size=batch_size), b.capture(eb, pos_b, batch_size=batch_size)
+    ca = a.capture(ea, pos_a, batch_size=batch_size)
+    step(1)
+    cb = b.capture(eb, pos_b, batch_size=batch_size)
+    step(1)
     n = len(where)
     if n < 32:
         raise IncomparableError(f"only {n} token positions end at the same character in both tokenizations; "
@@ -116,7 +124,9 @@ def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet
     rng = np.random.default_rng(seed)
     null = np.stack([cka_matrix(ta, permuted(tb, rng.permutation(n))) for _ in range(CKA_NULL_DRAWS)])
     layer_map = [(int(np.argmax(cka[:, j])), j, float(cka[:, j].max())) for j in range(cka.shape[1])]
+    step(1)
     neurons = _neuron_tests(ca, cb, layer_map, seed, stats_device)
+    step(1)
     tests = sum(t["pairs_tried"] * (1 if t["p_agreement"] is None else 2) for t in neurons)
     layer_map = _refined_map(layer_map, neurons, cka, tests)
     p = min(1.0, min(_layer_p(t) for t in neurons) * tests) if neurons else 1.0
@@ -235,17 +245,23 @@ def activation_items(ev: ActivationEvidence) -> list[Evidence]:
 
 
 def run_activations(base: str | Path, candidate: str | Path, *, device: str = "auto", seed: int = 0,
-                    probe_texts: int = 64, batch_size: int = 8) -> ActivationEvidence:
-    """Open both models' runners, run `probe_texts` of the shipped probes through both, close them."""
+                    probe_texts: int = 64, batch_size: int = 8,
+                    progress: Callable[[int], None] | None = None) -> ActivationEvidence:
+    """Open both models' runners, run `probe_texts` of the shipped probes through both, close them.
+
+    `progress(1)` is called after each of the ACTIVATION_STEPS steps.
+    """
     from provenance.activations.probes import load_probes
 
     notes: list[str] = []
     a, b = open_pair(base, candidate, device=device, notes=notes)
+    if progress:
+        progress(1)
     try:
         stats_device = "cuda" if str(device).startswith("cuda") or (
             device == "auto" and torch.cuda.is_available()) else "cpu"
         return activation_evidence(a, b, load_probes().subset(probe_texts), seed=seed, batch_size=batch_size,
-                                   notes=notes, stats_device=stats_device)
+                                   notes=notes, stats_device=stats_device, progress=progress)
     finally:
         a.close()
         b.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provenance.errors import CorruptFileError, UnknownFormatError
+from provenance.io import guard
 from provenance.jsonfile import read_json
 from provenance.vocab.model import ADDED, BYTE, NORMAL, SPECIAL, Vocabulary, from_pairs
 from provenance.vocab.pieces import (
@@ -65,7 +66,7 @@ def read_tokenizer_json(path: Path, data: Any = None) -> Vocabulary:
 def read_vocab_txt(path: Path) -> Vocabulary:
     """A BERT `vocab.txt` (one WordPiece piece per line, id = line number)."""
     try:
-        lines = path.read_bytes().decode("utf-8").split("\n")
+        lines = guard.read_bytes(path).decode("utf-8").split("\n")
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"vocab.txt is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
     if lines and lines[-1] == "":
@@ -85,7 +86,7 @@ def read_vocab_json(path: Path) -> Vocabulary:
     merges_file = path.parent / "merges.txt"
     merges = None
     if merges_file.is_file():
-        lines = merges_file.read_text(encoding="utf-8", errors="strict").splitlines()
+        lines = guard.read_bytes(merges_file).decode("utf-8", errors="strict").splitlines()
         merges = _merges([m for m in lines if m and not m.startswith("#version")], byte_level_bytes, merges_file)
     specials = set(_declared_specials(path.parent))
     pairs = [(i, p.encode("utf-8"), SPECIAL) if p in specials else (i, byte_level_bytes(p) or p.encode(), NORMAL)
@@ -98,7 +99,7 @@ def chat_template_beside(path: Path) -> str | None:
     """The chat template in tokenizer_config.json / chat_template.jinja / .json next to `path`."""
     folder = path.parent
     if (folder / "chat_template.jinja").is_file():
-        return (folder / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+        return guard.read_bytes(folder / "chat_template.jinja").decode("utf-8", errors="replace")
     for name in ("chat_template.json", "tokenizer_config.json"):
         f = folder / name
         if f.is_file():

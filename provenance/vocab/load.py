@@ -16,6 +16,7 @@ from provenance.errors import (
     MissingFileError,
     UnknownFormatError,
 )
+from provenance.io.guard import member, open_file
 from provenance.jsonfile import read_json
 from provenance.vocab.hf_json import (
     is_tokenizer_json,
@@ -76,7 +77,7 @@ def is_tokenizer_only(spec: str | os.PathLike[str]) -> bool:
 def read_tokenizer_file(path: Path) -> Vocabulary:
     """Read one tokenizer file, choosing the reader from its name and first bytes."""
     name, suffix = path.name.lower(), path.suffix.lower()
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         head = f.read(256)
     if _is_gguf(path):
         return _from_gguf(path)
@@ -114,12 +115,13 @@ def _from_json(path: Path) -> Vocabulary:
 
 
 def _from_directory(folder: Path) -> Vocabulary:
+    """The folder's tokenizer file (a regular file inside the folder: no link out of it is followed)."""
     for name in DIRECTORY_FILES:
         if (folder / name).is_file():
-            return read_tokenizer_file(folder / name)
+            return read_tokenizer_file(member(folder, folder / name))
     ggufs = sorted(folder.glob("*.gguf"))
     if len(ggufs) == 1:
-        return _from_gguf(ggufs[0])
+        return _from_gguf(member(folder, ggufs[0]))
     raise MissingFileError(f"no tokenizer found (looked for {', '.join(DIRECTORY_FILES)} and a GGUF's own "
                            "vocabulary)", path=folder)
 
@@ -140,11 +142,11 @@ def _from_gguf(path: Path) -> Vocabulary:
 
 def _gguf_tensor_count(path: Path) -> int:
     """The tensor count in a GGUF header (magic, u32 version, u64 tensors; little-endian)."""
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         head = f.read(16)
     return int.from_bytes(head[8:16], "little") if len(head) == 16 else -1
 
 
 def _is_gguf(path: Path) -> bool:
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         return f.read(4) == b"GGUF"

@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 from provenance.errors import CorruptFileError
+from provenance.io import guard
 from provenance.vocab.model import NORMAL, SPECIAL, Vocabulary, from_pairs
 
 MAX_ID = 1 << 24  # ids beyond this would mean a vocabulary far past any real one
@@ -46,7 +47,7 @@ def _check_id(value: int, what: str, path: Path) -> None:
 
 def read_vocab_records(path: Path) -> list[tuple[int, bytes]]:
     """The (rank, bytes) records of a ``.vocab`` file, bounds-checked; ranks must be unique."""
-    buf = path.read_bytes()
+    buf = guard.read_bytes(path)
     count, pos = _count(buf, path, 2 + 4), 4
     records: list[tuple[int, bytes]] = []
     seen: set[int] = set()
@@ -70,7 +71,7 @@ def read_vocab_records(path: Path) -> list[tuple[int, bytes]]:
 
 def read_special_records(path: Path) -> list[tuple[int, str]]:
     """The (id, text) records of a ``.special`` file, bounds-checked; text must be UTF-8."""
-    buf = path.read_bytes()
+    buf = guard.read_bytes(path)
     count, pos = _count(buf, path, 4 + 2), 4
     records: list[tuple[int, str]] = []
     for i in range(count):
@@ -97,7 +98,7 @@ def id_offset(path: Path) -> int:
     if not enc.is_file():
         return 0
     try:
-        lines = enc.read_text(encoding="utf-8").splitlines()
+        lines = guard.read_bytes(enc).decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise CorruptFileError(f"not UTF-8 text; {_FIX}", path=enc) from None
     values = [line.partition("=")[2].strip() for line in lines if line.partition("=")[0].strip() == "id_offset"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from provenance.errors import CorruptFileError
+from provenance.io import guard
 from provenance.vocab.model import ADDED, BYTE, NORMAL, SPECIAL, Vocabulary, from_pairs
 from provenance.vocab.pieces import byte_fallback_value, metaspace_bytes
 
@@ -160,7 +161,7 @@ def _describe(buf: bytes, trainer: Field | None, normalizer: Field | None,
 def read_sentencepiece(path: Path) -> Vocabulary:
     """A SentencePiece ``.model`` file in canonical form (ids are piece positions)."""
     path = Path(path)
-    buf = path.read_bytes()
+    buf = guard.read_bytes(path)
     if not buf:
         raise CorruptFileError("empty file; a SentencePiece .model holds at least its pieces", path=path)
     spans: list[Field] = []

@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 from provenance.errors import CorruptFileError
+from provenance.io import guard
 from provenance.vocab.model import NORMAL, Vocabulary, from_pairs
 
 MAX_DECOMPRESSED = 256 << 20  # a 250K-token rank file is ~4 MB; refuse gzip bombs
@@ -59,7 +60,7 @@ def looks_like_tiktoken(head: bytes) -> bool:
 
 
 def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
+    with guard.open_file(path) as f:
         head = f.read(2)
         f.seek(0)
         if head != b"\x1f\x8b":

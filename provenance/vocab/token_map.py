@@ -6,6 +6,7 @@ when vocabularies differ; the tokenizer signal builds its statistics on it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,20 @@ class TokenMap:
                         self.candidate_ids[idx])
 
 
-def shared_tokens(base: Vocabulary, candidate: Vocabulary) -> TokenMap:
+def _vocabulary(v: Vocabulary | str | os.PathLike[str]) -> Vocabulary:
+    """A Vocabulary as given, or the one a path names (tokenizer file, or a directory holding one)."""
+    if isinstance(v, Vocabulary):
+        return v
+    from provenance.vocab.load import load_vocabulary
+
+    return load_vocabulary(v)
+
+
+def shared_tokens(base: Vocabulary | str | os.PathLike[str],
+                  candidate: Vocabulary | str | os.PathLike[str]) -> TokenMap:
     """Pair the ordinary and byte-fallback tokens of two vocabularies by their exact bytes.
+
+    Each side is a `Vocabulary` or a path: a tokenizer file, or a model directory holding one.
 
     >>> from provenance.vocab.model import from_pairs
     >>> a = from_pairs([(0, b"a", "normal"), (1, b" the", "normal")], source="a", format="t", model="bpe")
@@ -50,6 +63,7 @@ def shared_tokens(base: Vocabulary, candidate: Vocabulary) -> TokenMap:
     >>> m = shared_tokens(a, b); m.base_ids.tolist(), m.candidate_ids.tolist()
     ([0, 1], [6, 5])
     """
+    base, candidate = _vocabulary(base), _vocabulary(candidate)
     rows: list[tuple[int, bytes, str, int]] = []
     for kind, a, b in ((NORMAL, base.ordinary(), candidate.ordinary()),
                        (BYTE, base.byte_fallback(), candidate.byte_fallback())):
