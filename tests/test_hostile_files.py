@@ -268,3 +268,44 @@ def test_memory_is_bounded_by_the_input(case: str, tmp_path: Path) -> None:
     assert len(m.stderr.strip().splitlines()) <= 1 or m.returncode == 0, m.stderr[-500:]
     assert_bounded(m, size, baseline_rss(tmp_path))
     assert m.seconds < 60
+
+
+# ---- activations never run code shipped with a checkpoint ------------------------------------------
+
+def _payload(folder: Path, marker: Path) -> None:
+    """A config.json asking for code beside the weights, and the code: it would create `marker`."""
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('code from the checkpoint ran')\n")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["EvilForCausalLM"],
+        "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
+                     "AutoModelForCausalLM": "evil.EvilForCausalLM"}}))
+
+
+def _gguf_of_unknown_architecture(path: Path) -> Path:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "evilarch")
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["hf folder asking for its own code", "gguf of an architecture transformers lacks"])
+def test_activations_refuse_checkpoints_that_need_their_own_code(kind: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    marker = tmp_path / "MARKER"
+    _payload(folder, marker)
+    if kind.startswith("hf"):
+        spec = folder
+        _tiny_safetensors(folder / "model.safetensors")
+    else:
+        spec = _gguf_of_unknown_architecture(folder / "model.gguf")
+    line = refused(["compare", str(spec), str(spec), "--signals", "activations", "--probes", "8"], capsys)
+    assert "code" in line or "transformers' own implementations" in line, line
+    assert not marker.exists()

@@ -153,8 +153,17 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
     import transformers
 
     if path.is_file() and path.suffix.lower() == ".gguf":
-        model = transformers.AutoModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
-        tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        try:
+            model = transformers.AutoModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
+                                                           trust_remote_code=False)
+            tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                             trust_remote_code=False)
+        except (ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
+            # transformers refuses what it cannot build from the GGUF's metadata (an unknown
+            # architecture, code it would have to run): one line, not its traceback
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise UnknownFormatError(f"transformers cannot run this GGUF for activations ({first}); "
+                                     "activations run only transformers' own implementations", path=path) from None
         return model, tok.backend_tokenizer, None
     folder = path if path.is_dir() else path.parent
     config_file = folder / "config.json"
