@@ -154,7 +154,7 @@ def audit(manifest: str | os.PathLike[str], db: str | os.PathLike[str], options:
             from provenance.audit.html import write_reports
 
             t0 = time.perf_counter()
-            Path(html).mkdir(parents=True, exist_ok=True)
+            Path(html).mkdir(exist_ok=True)  # its parent was checked before any work
             written = write_reports(result, Path(html))
             stages["reports"] = {"seconds": round(time.perf_counter() - t0, 3), "bytes_read": 0,
                                  "computed": len(written), "reused": 0}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from provenance.audit.executors import EXECUTORS
 from provenance.audit.options import COMPARE
+from provenance.errors import ProvenanceError
 from provenance.cli.compare_cmd import LABELS, fail_labels
 from provenance.cli.main import one_line
 from provenance.cli.output import (
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     fail_on = fail_labels(args.fail_on, "provenance audit")
     check_writable(args.json)
+    check_output_dir(args.html)
     opts = AuditOptions(executor=args.executor, workers=args.workers, address=args.address, hashes=not args.no_hash,
                         device=args.device, seed=args.seed, compare=args.compare, progress=args.progress)
     result = audit(args.manifest, args.db, opts, html=args.html)
@@ -64,6 +67,18 @@ def run(args: argparse.Namespace) -> int:
     hits = [p for p in result.pairs if p.label in fail_on and p.related]
     explain_fail_on(hits, args.fail_on, sys.stderr)
     return 2 if unread else 3 if hits else 0
+
+
+def check_output_dir(path: str | None) -> None:
+    """The report folder may be new, but its parent must exist (no folders made up to the root)."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ProvenanceError(f"cannot write reports into {target}: it is not a directory")
+    if not target.exists() and not target.absolute().parent.is_dir():
+        raise ProvenanceError(f"cannot write reports into {target}: directory {target.absolute().parent} "
+                              "does not exist")
 
 
 def explain_fail_on(hits: list[AuditPair], labels: str | None, out: TextIO) -> None:
