@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provenance.evidence import Verdict
+from provenance.evidence import Verdict, confidence
+from provenance.report.pvalues import p_phrase
 
 RELATED = ("identical", "derived")
 # The rules above in one paragraph, printed by every report.
@@ -29,6 +30,12 @@ COMBINING = ("Only calibrated tests decide (weights, then activations; the token
              "min(1, k × smallest p) over the k deciding signals, valid however dependent they are. A positive test "
              "is not undone by another that finds nothing; the disagreement is shown instead. Metadata (config, "
              "architecture names) never decides.")
+# What the verdict's numbers mean, printed beside them by every report (and in the JSON schema).
+NUMBERS = ("Confidence is 1 − p when the verdict claims a relation (identical, derived): how surely agreement by "
+           "chance between independent models is ruled out. It is 0 for independent and inconclusive verdicts, since "
+           "a test that finds nothing rules nothing out; it is never the probability that the label is right. "
+           "P-values are computed down to 1e-300 and clamped there: one shown as \u201c≤ x\u201d sits at that floor "
+           "(times the number of tests combined), and the true value is smaller.")
 MODEL_SIGNALS = ("weights", "activations")  # calibrated tests on the models themselves, in order of directness
 
 
@@ -67,8 +74,7 @@ def aggregate(readings: list[SignalVerdict]) -> Verdict:
         lead = positives[0]
         p = _bonferroni([by[s].p_value for s in positives], len(comparable) or 1)
         v = by[lead]
-        out = Verdict(v.label, v.relation, round(1.0 - p, 12) if p is not None else v.confidence, p,
-                      _lead_text(lead, model, v))
+        out = Verdict(v.label, v.relation, confidence(v.label, p), p, _lead_text(lead, model, v))
         if len(positives) > 1:
             out.explanation += " " + _also(by, positives[1:])
         return _annotate(out, readings, positives, disagreements)
@@ -76,12 +82,12 @@ def aggregate(readings: list[SignalVerdict]) -> Verdict:
         lead = comparable[0]
         v = by[lead]
         p = max((by[s].p_value for s in comparable if by[s].p_value is not None), default=None)
-        out = Verdict("independent", None, min(by[s].confidence for s in comparable), p, _lead_text(lead, model, v))
+        out = Verdict("independent", None, confidence("independent", p), p, _lead_text(lead, model, v))
         return _annotate(out, readings, comparable, disagreements)
     grey = [s for s in deciders if _grey(by[s])]
     lead = grey[0] if grey else deciders[0]
     v = by[lead]
-    out = Verdict("inconclusive", None, v.confidence, v.p_value, _lead_text(lead, model, v))
+    out = Verdict("inconclusive", None, confidence("inconclusive", v.p_value), v.p_value, _lead_text(lead, model, v))
     others = [s for s in deciders if s != lead and by[s].label != "inconclusive"]
     if others:
         out.explanation += " " + _also(by, others)
@@ -99,7 +105,7 @@ def _bonferroni(ps: list[float | None], k: int) -> float | None:
 
 
 def _also(by: dict[str, Verdict], signals: list[str]) -> str:
-    parts = [f"the {s} say {by[s].label}" + (f" (p = {by[s].p_value:.2g})" if by[s].p_value is not None else "")
+    parts = [f"the {s} say {by[s].label}" + (f" ({p_phrase(by[s].p_value)})" if by[s].p_value is not None else "")
              for s in signals]
     return "Also, " + "; ".join(parts) + "."
 
@@ -112,7 +118,8 @@ def _disagreements(by: dict[str, Verdict], deciders: list[str]) -> list[str]:
         if {w.label, a.label} >= {"independent"} and (_related(w) or _related(a)):
             pos, neg = ("weights", "activations") if _related(w) else ("activations", "weights")
             out.append(f"The {pos} say {by[pos].label} but the {neg} find no correspondence "
-                       f"(p = {_p(by[neg])}); a positive test at p = {_p(by[pos])} is not undone by a test that "
+                       f"({p_phrase(by[neg].p_value)}); a positive test at {p_phrase(by[pos].p_value)} is not undone "
+                       "by a test that "
                        f"finds nothing, but the {neg} should be looked at (probe count, tokenizer, heavy training).")
         elif w.label != a.label and "inconclusive" in (w.label, a.label) and (_related(w) or _related(a)):
             grey, pos = ("weights", "activations") if w.label == "inconclusive" else ("activations", "weights")
@@ -129,10 +136,6 @@ def _disagreements(by: dict[str, Verdict], deciders: list[str]) -> list[str]:
             out.append("The tokenizers are unrelated although the model was built from the base: the vocabulary "
                        "was replaced (a re-vocabularied copy), or the embedding rows were paired by id.")
     return out
-
-
-def _p(v: Verdict) -> str:
-    return "n/a" if v.p_value is None else f"{v.p_value:.2g}"
 
 
 def _role(r: SignalVerdict, label: str, decided_by: list[str]) -> str:

@@ -33,6 +33,7 @@ from provenance.fingerprint.fileformat import is_fingerprint_file
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
 from provenance.progress import bar as progress_bar
+from provenance.relation import tensors_renamed
 from provenance.result import CompareResult
 from provenance.signals.activations import (
     ACTIVATION_STEPS,
@@ -109,11 +110,8 @@ def model_facts(m: CanonicalModel) -> dict[str, Any]:
 
 def shape_facts(fa: dict[str, Any], fb: dict[str, Any]) -> dict[str, Any]:
     """(base, candidate) sizes and flags the relation wording needs, from two `model_facts`."""
-    ra, rb = fa["role_tensors"], fb["role_tensors"]
-    renamed = fa["inferred"] or fb["inferred"] or (
-        fa["format"] == fb["format"] and any(ra[r] != rb[r] for r in set(ra) & set(rb)))
     return {"hidden": (fa["hidden"], fb["hidden"]), "intermediate": (fa["intermediate"], fb["intermediate"]),
-            "vocab": (fa["vocab"], fb["vocab"]), "renamed": bool(renamed),
+            "vocab": (fa["vocab"], fb["vocab"]), "renamed": tensors_renamed(fa, fb),
             "quantized": bool(fa["quantized"] or fb["quantized"]), "dtypes_differ": fa["dtype"] != fb["dtype"],
             "tolerance": fa["tolerance"] + fb["tolerance"]}
 

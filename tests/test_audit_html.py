@@ -107,7 +107,7 @@ def test_index_sections_and_figures(audit):
     assert "Related to no other model (1): <code>solo</code>" in html
     text = " ".join(m.text)
     assert "minilm → minilm-int8" not in text  # the table has cells, not sentences
-    assert "→" in text and "≤ 1e-299" in text and "174.0 MiB" in text and "87.0 MiB" in text
+    assert "→" in text and "≤ 1e-300" in text and "174.0 MiB" in text and "87.0 MiB" in text
     assert "cannot read /models/broken: not a checkpoint" in text and "ab12ab12ab12" in text
     pairs = html[html.index('id="pairs"'):html.index('id="screened-out"')]
     assert pairs.index("minilm-int8") < pairs.index("alert(3)") < pairs.index("solo")  # compared, by p-value

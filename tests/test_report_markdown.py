@@ -117,9 +117,9 @@ def test_all_sections_in_order() -> None:
     assert "- Only in candidate: `'<|im_start|>'`" in md
     assert "- Special tokens only in candidate: `'<|im_start|>'`" in md
     assert "| base | CJK | 10 | 10 | yes | `'中'` |" in md
-    assert "| layers | 3 | 4 | ≠ |" in md and "| vocab | 32,000 | — |  |" in md
+    assert "| layers | 3 | 4 | ≠ |" in md and "| vocabulary size | 32,000 | — |  |" in md
     assert f"Probe set provenance-probes/1\\[16 of 320\\] (sha256 {HASH}), 1,024 aligned positions." in md
-    assert "| 2 | 1 | 0.9993 | ≤ 1e-299 | 0.5 | 0.01 | 0.0123 |" in md
+    assert "| 2 | 1 | 0.9993 | ≤ 1e-300 | 0.5 | 0.01 | 0.0123 |" in md
     assert f"| base | model.safetensors | {HASH} |" in md
     assert "Bonferroni bound" in md and "never decides" in md
 
@@ -219,7 +219,7 @@ def test_numbers() -> None:
     assert [_num(x) for x in (None, 1234567, 0, True, 0.987654, 1.0, 12345.678, float("nan"))] == \
         ["—", "1,234,567", "0", "yes", "0.9877", "1", "1.235e+04", "NaN"]
     assert [_num(x, p=True) for x in (3.2e-12, 1e-300, 0.000999, 0.001, 0.0123, 0.0, None)] == \
-        ["3.2e-12", "≤ 1e-299", "1.0e-03", "0.001", "0.0123", "0", "—"]
+        ["3.2e-12", "≤ 1e-300", "1.0e-03", "0.001", "0.0123", "0", "—"]
     assert _num(np.int64(30522)) == "30,522" and _num(np.float32(0.5)) == "0.5"
     md = render_markdown(make_result())
     assert "| parameters | 1,234,567 | 1,234,567 |" in md

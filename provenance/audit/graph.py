@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from provenance.audit.result import Lineage, LineageEdge
+from provenance.relation import short_tag
 from provenance.report.figures import ReportFigure, to_svg
 from provenance.report.untrusted import visible
 
@@ -49,15 +50,15 @@ def multi_families(lineage: Lineage) -> list[list[str]]:
 
 
 def short_label(relation: str | None, reason: str | None = None, limit: int = EDGE_LABEL_CHARS) -> str:
-    """A few words for an edge: the relation's (else the reason's) first clause, without parentheses.
+    """A few words for an edge: the relation's first tag (`relation.short_tag`), else the reason's first clause.
 
-    >>> short_label("fine-tune, continued pretraining or perturbation (weights moved 3.1%)")
-    'fine-tune'
-    >>> short_label("layer subset / dropped layers, renamed"), short_label(None, "quantized from the fp16 one")
-    ('layer subset', 'quantized from the…')
+    >>> short_label("layer subset, fine-tune or perturbation"), short_label("base is a layer subset")
+    ('layer subset', 'layer subset')
+    >>> short_label("fine-tune or perturbation"), short_label(None, "quantized from the fp16 one")
+    ('fine-tune', 'quantized from the…')
     """
-    text = visible(relation or reason or "")
-    first = re.sub(r"\s*\(.*", "", text.split(",")[0]).split(" / ")[0].strip()
+    text = visible(short_tag(relation) if relation else re.sub(r"\s*\(.*", "", (reason or "").split(",")[0]))
+    first = text.strip()
     return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
 
 

@@ -3,11 +3,12 @@
 Directions come only from evidence whose direction is known:
 - a quantized or lower-precision copy is the child of the higher-precision model;
 - a layer subset is the child of the fuller model; a depth up-scaled model is the child of
-  the shallower one. Weights alone tell these apart only when the deeper model holds exact
-  duplicates (two of its layers matching one shallower layer equally, ratio ≥ 0.995): then
-  it is up-scaled; otherwise it is read as the fuller parent. (Adjacent layers of a real
-  12-layer BERT match a 6-layer student at ratios 0.88–0.97, so a looser bar would misread
-  every distilled student; an up-scaled model trained after duplication is read wrongly.)
+  the shallower one. The pair's relation tag says which (`relation.describe`: the words
+  compare and identify print): the deeper model is up-scaled only when it holds exact
+  duplicates (two of its layers matching one shallower layer equally, ratio ≥ 0.995),
+  otherwise it is read as the fuller parent. (Adjacent layers of a real 12-layer BERT match
+  a 6-layer student at ratios 0.88–0.97, so a looser bar would misread every distilled
+  student; an up-scaled model trained after duplication is read wrongly.)
 - a tokenizer extension is the child of the vocabulary it extends.
 A weight-statistics cue (kurtosis growing with training, as in model-tree recovery work)
 was checked on the known pairs of the tests and not used: Gaussian perturbation and
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from provenance import relation
 from provenance.audit.result import AuditPair, Lineage, LineageEdge
 
 PRECISION = {"F64": 0, "F32": 1, "BF16": 2, "F16": 2, "F8_E4M3": 3, "F8_E5M2": 3}  # lower is finer
@@ -50,23 +52,6 @@ def _precision(summary: dict[str, Any]) -> int:
     return 9 if summary.get("quantized") else PRECISION.get(str(summary.get("dtype")), 5)
 
 
-DUPLICATE_RATIO = 0.995
-
-
-def _exact_duplicates(result: dict[str, Any] | None, la: int, lb: int) -> int:
-    """Layers of the shallower model that two layers of the deeper one match equally well (exact copies)."""
-    for e in (result or {}).get("evidence", []):
-        m = (e.get("details") or {}).get("similarity_matrix") if e.get("kind") == "layer test" else None
-        if m:
-            sim = np.array(m["values"], dtype=float)
-            sim = sim if la <= lb else sim.T  # rows: the shallower model's layers
-            if sim.shape[1] < 2:
-                return 0
-            top = np.sort(sim, axis=1)[:, ::-1]
-            return int(np.sum((top[:, 0] > 0) & (top[:, 1] >= DUPLICATE_RATIO * top[:, 0])))
-    return 0
-
-
 def _tokenizer_extension(result: dict[str, Any] | None) -> str | None:
     """'candidate extends base' / 'base extends candidate' from the pair's tokenizer evidence, if any."""
     for e in (result or {}).get("evidence", []):
@@ -87,11 +72,9 @@ def direction(p: AuditPair, sa: dict[str, Any], sb: dict[str, Any]) -> tuple[str
             what = "a quantized" if max(pa, pb) == 9 else "a lower-precision"
             return parent, child, True, f"{child} is {what} copy of {parent}"
     la, lb = sa.get("layers") or 0, sb.get("layers") or 0
-    if la != lb and any(w in rel for w in ("layer subset", "layers added", "depth up-scaled")):
-        deep, shallow = (a, b) if la > lb else (b, a)
-        if _exact_duplicates(p.result, la, lb) >= max(1, abs(la - lb) // 2):
-            return shallow, deep, True, f"depth up-scaling: {deep} repeats layers of {shallow} exactly"
-        return deep, shallow, True, f"layer subset: {shallow} keeps {min(la, lb)} of {deep}'s {max(la, lb)} layers"
+    layers = _layer_direction(rel.split(", ")[0], a, b, la, lb)
+    if layers is not None:
+        return layers
     ext = _tokenizer_extension(p.result)
     if ext == "candidate extends base":
         return a, b, True, f"vocabulary extension: {b}'s tokenizer extends {a}'s"
@@ -100,6 +83,18 @@ def direction(p: AuditPair, sa: dict[str, Any], sb: dict[str, Any]) -> tuple[str
     if "vocabulary changed" in rel:
         return a, b, False, "vocabulary changed; without a tokenizer extension it does not say which came first"
     return a, b, False, "the evidence does not say which came first"
+
+
+def _layer_direction(tag: str, a: str, b: str, la: int, lb: int) -> tuple[str, str, bool, str] | None:
+    """The arrow a layer relation gives, read off its tag (`relation.describe` decided it once, for every view)."""
+    if tag in (relation.UPSCALED, relation.BASE_UPSCALED):
+        shallow, deep = (a, b) if tag == relation.UPSCALED else (b, a)
+        return shallow, deep, True, f"depth up-scaling: {deep} repeats layers of {shallow} exactly"
+    if tag in (relation.SUBSET, relation.BASE_SUBSET):
+        deep, shallow = (a, b) if tag == relation.SUBSET else (b, a)
+        return deep, shallow, True, (f"layer subset: {shallow} keeps {min(la, lb)} of {deep}'s {max(la, lb)} "
+                                     "layers")
+    return None
 
 
 def kurtosis_change(stats_a: dict[str, Any], stats_b: dict[str, Any]) -> dict[str, float] | None:

@@ -7,14 +7,14 @@ scripts and any fetch: an escaping mistake still could not run code or phone hom
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from provenance.aggregate import COMBINING
+from provenance.aggregate import COMBINING, NUMBERS
 from provenance.report import sections
 from provenance.report.figures import cka_heatmap, layer_plot, to_svg, weight_heatmap
 from provenance.report.html_parts import esc, kv_table, num, table
 from provenance.report.style import CSS
+from provenance.report.words import details_text, words
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -56,9 +56,10 @@ def _verdict(r: dict[str, Any]) -> str:
     decided = ", ".join(esc(s) for s in v.get("decided_by") or []) or "no calibrated test"
     out = [f"<section id=\"verdict\" class=\"verdict verdict-{label}\">",
            f"<div class=\"label\">{esc(label.upper())}</div>{rel}",
-           f"<p class=\"figures\">confidence {num(v['confidence'])} · p-value {num(v['p_value'])} · "
+           f"<p class=\"figures\">confidence {num(v['confidence'])} · p-value {esc(num(v['p_value']))} · "
            f"decided by {decided}</p>",
-           f"<p class=\"explanation\">{esc(v['explanation'])}</p>"]
+           f"<p class=\"explanation\">{esc(v['explanation'])}</p>",
+           f"<p class=\"muted\">{esc(NUMBERS)}</p>"]
     if v.get("disagreements"):
         out.append("<div class=\"disagreements\"><h3>Signals disagree</h3><ul>"
                    + "".join(f"<li>{esc(d)}</li>" for d in v["disagreements"]) + "</ul></div>")
@@ -82,7 +83,7 @@ def _models(a: dict[str, Any], b: dict[str, Any]) -> str:
             return "—"
         return f"{t.get('format')} · {t.get('size', 0):,} tokens · {str(t.get('digest', ''))[:12]}"
 
-    rows = [[key, _plain(a.get(key)), _plain(b.get(key))]
+    rows = [[words(key), _plain(a.get(key)), _plain(b.get(key))]
             for key in ("spec", "format", "architecture", "definition", "roles_inferred", "layers", "parameters")]
     rows += [["dtypes", _dtypes(a), _dtypes(b)], ["tokenizer", tok(a), tok(b)]]
     return "<section id=\"models\"><h2>Models</h2>" + table(["", "base", "candidate"], rows) + "</section>"
@@ -102,22 +103,11 @@ def _evidence(r: dict[str, Any], details: bool = True) -> str:
     for e in r["evidence"]:
         finding = esc(e["finding"])
         if details and e.get("details"):
-            finding += (f"<details><summary>details</summary><pre>{esc(_brief_json(e['details']), multiline=True)}"
+            finding += (f"<details><summary>details</summary><pre>{esc(details_text(e['details']), multiline=True)}"
                         "</pre></details>")
         rows.append([e["signal"], e["kind"], num(e["statistic"]), num(e["p_value"]), finding])
     return ("<section id=\"evidence\"><h2>Evidence</h2>" + table(head, rows, raw_cols={4})
             + "</section>")
-
-
-def _brief_json(details: dict[str, Any], limit: int = 24) -> str:
-    """Pretty JSON with long lists cut (the full data is in the JSON result)."""
-    def cut(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: cut(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [cut(v) for v in x[:limit]] + ([f"… {len(x) - limit} more"] if len(x) > limit else [])
-        return x
-    return json.dumps(cut(details), indent=1, ensure_ascii=False)
 
 
 def _figure(fig: Any, ident: str, caption: str) -> str:
@@ -150,7 +140,7 @@ def _weights(r: dict[str, Any]) -> str:
         e = sections.item(r, "weights", kind)
         if e is not None:
             parts.append(f"<h3>{esc(kind)}</h3><p>{esc(e['finding'])}</p>"
-                         + kv_table([(k, num(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                         + kv_table([(words(k), num(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
                                       else _plain(v)) for k, v in e["details"].items()]))
     rows = [[x["candidate"], x["base"], num(x["similarity"]), num(x["p_value"])] for x in sections.weight_layers(r)]
     if rows:
@@ -219,7 +209,7 @@ def _config(r: dict[str, Any]) -> str:
         return ""
     d = e["details"]
     differ = set(d.get("differ") or [])
-    rows = [[k + (" (differs)" if k in differ else ""), _plain(v), _plain((d.get("candidate") or {}).get(k))]
+    rows = [[words(k) + (" (differs)" if k in differ else ""), _plain(v), _plain((d.get("candidate") or {}).get(k))]
             for k, v in (d.get("base") or {}).items()]
     arch = d.get("architecture") or [None, None]
     rows.insert(0, ["architecture", _plain(arch[0]), _plain(arch[1])])

@@ -6,7 +6,8 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from provenance.report.untrusted import P_FLOOR, visible
+from provenance.report.pvalues import at_floor, floor_text
+from provenance.report.untrusted import visible
 
 
 def esc(x: Any, *, multiline: bool = False) -> str:
@@ -19,10 +20,10 @@ def esc(x: Any, *, multiline: bool = False) -> str:
 
 
 def num(x: Any) -> str:
-    """A number for reading (plain text, not yet escaped): None '—', ints grouped, tiny p-values in e-notation.
+    """A number for reading (plain text, not yet escaped): None '—', ints grouped, tiny p-values as bounds.
 
-    >>> num(None), num(30517), num(1.5e-299), num(2e-300), num(0.98765432), num(True)
-    ('—', '30,517', '1.5e-299', '≤ 1e-299', '0.9877', 'yes')
+    >>> num(None), num(30517), num(3.2e-12), num(1.5e-299), num(2e-300), num(0.98765432), num(True)
+    ('—', '30,517', '3.2e-12', '≤ 1.5e-299', '≤ 2e-300', '0.9877', 'yes')
     """
     if x is None:
         return "—"
@@ -33,8 +34,8 @@ def num(x: Any) -> str:
     if isinstance(x, float):
         if x == 0:
             return "0"
-        if 0 < x < P_FLOOR:  # p-values are clamped at 1e-300 (Bonferroni bounds at small multiples of it)
-            return f"≤ {P_FLOOR:.0e}"
+        if at_floor(x):  # the tests clamp p-values at 1e-300 (Bonferroni bounds at multiples of it)
+            return floor_text(x)
         return f"{x:.2g}" if abs(x) < 1e-3 else f"{x:.4g}"
     return str(x)
 

@@ -13,9 +13,11 @@ import numbers
 import re
 from typing import Any
 
-from provenance.aggregate import COMBINING
+from provenance.aggregate import COMBINING, NUMBERS
 from provenance.report import sections as S
-from provenance.report.untrusted import P_FLOOR, visible
+from provenance.report.pvalues import at_floor, floor_text
+from provenance.report.untrusted import visible
+from provenance.report.words import words
 
 RAMP = " .:-=+*#%@"  # shading from 0 (blank, also <= 0 or not measured) to 1
 MATCHED = "X"
@@ -65,8 +67,8 @@ def _num(x: Any, p: bool = False) -> str:
         x = float(x)
         if math.isnan(x):
             return "NaN"
-        if p and 0 < x < P_FLOOR:  # the signals clamp p-values at 1e-300: say what is known
-            return f"≤ {P_FLOOR:.0e}"
+        if p and at_floor(x):  # the tests clamp p-values at 1e-300: say what is known
+            return floor_text(x)
         return f"{x:.1e}" if p and 0 < x < 1e-3 else f"{x:.4g}"
     return _text(x)
 
@@ -116,7 +118,7 @@ def _verdict(r: dict[str, Any]) -> list[str]:
     head = f"**Verdict: {_text(v['label'])}**" + (f" — {_text(v['relation'])}" if v.get("relation") else "")
     out = [f"# Provenance: {_text(r['candidate']['spec'])} vs {_text(r['base']['spec'])}", "",
            f"{head} (confidence {_num(v['confidence'])}, p-value {_num(v['p_value'], p=True)})", "",
-           _para(v["explanation"]), "",
+           _para(v["explanation"]), "", _para(NUMBERS), "",
            "Decided by: " + (", ".join(_text(s) for s in v["decided_by"]) or "no test (nothing calibrated ran)"), ""]
     if v["disagreements"]:
         out += ["**Signals disagree:**", ""] + [f"- {_para(d)}" for d in v["disagreements"]] + [""]
@@ -213,7 +215,7 @@ def _config(r: dict[str, Any]) -> list[str]:
     rows = [["architecture", _num(arch[0]), _num(arch[1]), ""]]
     differ = set(d.get("differ") or [])
     for f in list(a) + [k for k in b if k not in a]:
-        rows.append([_text(f), _num(a.get(f)), _num(b.get(f)), "≠" if f in differ else ""])
+        rows.append([_text(words(f)), _num(a.get(f)), _num(b.get(f)), "≠" if f in differ else ""])
     return ["## Config", "", _para(e["finding"]), ""] + _table(["field", "base", "candidate", "differs"], rows)
 
 
@@ -226,7 +228,7 @@ def _reproducibility(r: dict[str, Any]) -> list[str]:
              f"seed {_num(env['seed'])}; date {_text(env['date'])}."), ""]
     options = env.get("options") or {}
     if options:
-        out += ["Options: " + ", ".join(f"{_text(k)} = {_num(v)}" for k, v in options.items()) + ".", ""]
+        out += ["Options: " + ", ".join(f"{_text(words(k))} = {_num(v)}" for k, v in options.items()) + ".", ""]
     files = S.inputs(r)
     if files:
         out += _table(["side", "file", "sha256"], [[f["side"], _text(f["file"]), _text(f["sha256"])] for f in files])

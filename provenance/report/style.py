@@ -31,6 +31,7 @@ CSS = """
 .prov th, .prov td { text-align: left; vertical-align: top; padding: 5px 9px; border-bottom: 1px solid #e6e9ef;
   overflow-wrap: break-word; }
 .prov thead th { background: #f3f5f9; font-weight: 650; }
+.prov #signals td:nth-child(4), .prov #evidence td:nth-child(4) { white-space: nowrap; }  /* "≤ 1e-300" whole */
 .prov table.kv { width: auto; min-width: 50%; } .prov table.kv th { font-weight: 500; color: #4a5466; }
 .prov details summary { cursor: pointer; color: #2a5db0; font-size: 13px; }
 .prov details pre { max-height: 420px; overflow: auto; }

@@ -8,7 +8,6 @@ import re
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 _INVISIBLE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069"
                                     "\ufeff\ud800-\udfff]")
-P_FLOOR = 1e-299  # p-values below this sit at the floor the signals clamp to (1e-300, or a small multiple)
 
 
 def visible(text: str, *, multiline: bool = False) -> str:
