@@ -94,7 +94,9 @@ def write_outputs(result: CompareResult, *, json_path: str | None = None, html_p
 def print_summary(r: CompareResult, out: TextIO) -> None:
     v = r.verdict
     out.write(f"verdict     {v.label.upper()}" + (f" — {v.relation}" if v.relation else "") + "\n")
-    p = "n/a" if v.p_value is None else f"{v.p_value:.3g}"
+    from provenance.report.pvalues import at_floor, floor_text
+
+    p = "n/a" if v.p_value is None else floor_text(v.p_value) if at_floor(v.p_value) else f"{v.p_value:.3g}"
     out.write(f"            confidence {v.confidence:.3f}, p-value {p}\n            {v.explanation}\n\nevidence\n")
     for e in r.evidence:
         stat = "" if e.statistic is None else f" [{e.statistic:.4g}]"

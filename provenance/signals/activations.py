@@ -20,7 +20,8 @@ from provenance.activations.base import ActivationModel, Captured
 from provenance.activations.positions import aligned_positions
 from provenance.activations.probes import ProbeSet
 from provenance.errors import IncomparableError, MissingFileError
-from provenance.evidence import Evidence, Verdict
+from provenance.evidence import Evidence, Verdict, confidence
+from provenance.report.pvalues import p_phrase
 from provenance.stats.cka import cka_matrix, gram_terms, permuted
 from provenance.stats.neurons import neuron_match
 
@@ -207,21 +208,21 @@ def activation_verdict(ev: ActivationEvidence) -> Verdict:
         if same_depth and min_cka >= IDENTICAL_CKA and effect >= 0.9:
             moved = float(np.median([t["in_place"] for t in ev.neurons])) < 0.5
             return Verdict("identical", "same behaviour" + (", neurons permuted" if moved else ""),
-                           1.0 - ev.p_value, ev.p_value,
+                           confidence("identical", ev.p_value), ev.p_value,
                            f"Every layer computes the same thing (CKA ≥ {min_cka:.3f}); {effect:.0%} of MLP neurons "
                            + ("correspond under one consistent permutation (gate and up matchings agree)." if moved
                               else "match their own index."))
-        return Verdict("derived", "MLP neurons inherited", 1.0 - ev.p_value, ev.p_value,
+        return Verdict("derived", "MLP neurons inherited", confidence("derived", ev.p_value), ev.p_value,
                        f"MLP neurons of {len(carried)} of {len(ev.neurons)} candidate layers correspond to base "
-                       f"neurons far beyond chance (layers {_pairs_text(carried)}; combined p = {ev.p_value:.2g}); "
+                       f"neurons far beyond chance (layers {_pairs_text(carried)}; combined {p_phrase(ev.p_value)}); "
                        f"mean matched-layer CKA {ev.statistic:.3f}.")
     if ev.p_value > INDEPENDENT_P or not ev.neurons:
         label = "independent" if ev.neurons else "inconclusive"
-        return Verdict(label, None, round(1.0 - effect, 6), ev.p_value,
+        return Verdict(label, None, confidence(label, ev.p_value), ev.p_value,
                        f"No MLP neuron correspondence beyond chance (median {effect:.1%}); mean best-layer CKA "
                        f"{ev.statistic:.3f}, which independent models on the same text also reach.")
-    return Verdict("inconclusive", None, 0.5, ev.p_value,
-                   f"Some neuron correspondence (median {effect:.1%}, p = {ev.p_value:.2g}) but below the bar.")
+    return Verdict("inconclusive", None, confidence("inconclusive", ev.p_value), ev.p_value,
+                   f"Some neuron correspondence (median {effect:.1%}, {p_phrase(ev.p_value)}) but below the bar.")
 
 
 def activation_items(ev: ActivationEvidence) -> list[Evidence]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provenance.evidence import Evidence, Verdict
+from provenance.evidence import Evidence, Verdict, confidence
 from provenance.vocab.compare import VocabComparison
 
 _LABEL = {"identical": "identical", "extension": "derived", "shifted": "derived", "derived": "derived",
@@ -31,9 +31,8 @@ def tokenizer_verdict(c: VocabComparison) -> Verdict:
     label = _LABEL[c.relation]
     relation = None if label in ("independent", "inconclusive") else \
         f"tokenizer {c.relation}" + (f" ({c.direction})" if c.direction else "")
-    confidence = 1.0 - c.p_value if label in ("identical", "derived") else 1.0 - c.score
     caveat = " A shared tokenizer does not by itself mean shared weights." if label in ("identical", "derived") else ""
-    return Verdict(label, relation, round(confidence, 6), c.p_value,
+    return Verdict(label, relation, round(confidence(label, c.p_value), 6), c.p_value,
                    f"{c.explanation[:1].upper()}{c.explanation[1:]}.{caveat}")
 
 
