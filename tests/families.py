@@ -37,7 +37,6 @@ import json
 import math
 import random
 import re
-import shutil
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -45,6 +44,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from tests.fixture_cache import cache_dir, cached, recipe_key
+from tests.tiny_models import write_hf_dir
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -73,9 +75,6 @@ FAMILY_SPEC: dict[str, tuple[str, str]] = {
     "train_from_scratch": ("independent", "own random init and training"),
 }
 """Variant name -> (ground-truth label, relation), mirroring the module docstring table."""
-
-FAMILIES_VERSION = 1
-"""Bump when a recipe changes: cached variants stamped with another version are rebuilt."""
 
 EMBED, LM_HEAD, FINAL_NORM = "model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -612,40 +611,24 @@ def train_from_scratch(cfg: Config, steps: int = 30, seed: int = 0, lr: float = 
 # ----------------------------------------------------------------------------- cached variants on disk
 
 def variant_dir(name: str) -> Path:
-    """Where variant `name` lives: `cache_dir() / "families" / name`."""
-    from tests.conftest import cache_dir
-
+    """Where the variant `name` built last is found: a link `cache_dir() / "families" / name` to its
+    recipe-keyed entry (see tests/fixture_cache.py), for the benchmarks that read what the tests built."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"The 'name' parameter must be a plain directory name. Got {name!r} instead.")
     return cache_dir() / "families" / name
 
 
-def _is_current(target: Path) -> bool:
-    stamp = target / "families.json"
-    return stamp.is_file() and json.loads(stamp.read_text()).get("version") == FAMILIES_VERSION
-
-
-def save_variant(name: str, state: State, cfg: Config) -> Path:
-    """Write an HF dir (model.safetensors + config.json) for `name` unless a current one exists;
-    written to `<name>.partial` then renamed, so a crash never leaves a half-written variant."""
-    from tests.conftest import write_hf_dir
-
-    target = variant_dir(name)
-    if _is_current(target):
-        return target
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_hf_dir(tmp, {k: v.contiguous() for k, v in state.items()}, cfg)
-    (tmp / "families.json").write_text(json.dumps({"version": FAMILIES_VERSION, "name": name}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
-
-
 def variant(name: str, build: Callable[[], tuple[State, Config]]) -> Path:
-    """The HF dir of variant `name`, calling `build()` only when no current copy is cached."""
-    target = variant_dir(name)
-    return target if _is_current(target) else save_variant(name, *build())
+    """The HF dir (model.safetensors + config.json) of variant `name`, calling `build()` only when no entry
+    of its recipe is cached: the key covers `build`'s source, the values it captures (the base state
+    included) and the tests/ functions it calls, so a changed recipe rebuilds itself and nothing else."""
+    variant_dir(name)  # validates the name
+
+    def write(folder: Path) -> None:
+        state, cfg = build()
+        write_hf_dir(folder, {k: v.contiguous() for k, v in state.items()}, cfg)
+
+    return cached(f"families/{name}", recipe_key(build, write_hf_dir), write)
 
 
 def load_variant(path: Path) -> tuple[State, Config]:

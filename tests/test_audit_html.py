@@ -12,8 +12,8 @@ from provenance.audit.html import render_index, write_reports
 from provenance.audit.result import AuditModel, AuditPair, AuditResult, Lineage, LineageEdge
 from provenance.comparison import compare
 from provenance.result import CompareResult
+from tests.html_checks import Markup
 from tests.real_models import MINILM_DIR, MINILM_INT8_ONNX, require
-from tests.test_report_html import Markup
 
 EVIL = "<script>alert(1)</script>"
 EVIL2 = "\"'><img src=x onerror=alert(3)>"
@@ -160,6 +160,7 @@ def test_slugs_are_safe_distinct_and_bounded(pair_result, tmp_path):
     assert "No two models are related" in (tmp_path / "index.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_index_in_headless_chromium(audit, tmp_path):
     """Opens offline: no console errors, no requests, the lineage graph painted, hostile names as text."""
     from tests.browser import nonblank_fraction, open_page, require_chromium

@@ -69,6 +69,7 @@ SVG_PAGE = """<h1>Marker-7f3a report</h1>
 </svg>"""
 
 
+@pytest.mark.slow
 def test_clean_svg_page(tmp_path: Path) -> None:
     require_chromium()
     report = open_page(write(tmp_path, SVG_PAGE, "<title>Clean</title>"), ["#chart", "h1"], width=800, height=600)
@@ -111,6 +112,7 @@ def local_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_external_resources_are_recorded_and_blocked(tmp_path: Path, local_server,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     require_chromium()
@@ -135,6 +137,7 @@ def test_external_resources_are_recorded_and_blocked(tmp_path: Path, local_serve
     assert page.as_uri() not in report.requests  # the document itself is not a subresource
 
 
+@pytest.mark.slow
 def test_local_subresources_recorded_data_urls_not(tmp_path: Path) -> None:
     require_chromium()
     (tmp_path / "dot.png").write_bytes(png_bytes(np.zeros((4, 4, 3), np.uint8)))
@@ -146,12 +149,14 @@ def test_local_subresources_recorded_data_urls_not(tmp_path: Path) -> None:
     assert report.console_errors == []
 
 
+@pytest.mark.slow
 def test_console_error_is_reported(tmp_path: Path) -> None:
     require_chromium()
     report = open_page(write(tmp_path, '<p>ok</p><script>console.log("fine"); console.error("boom")</script>'))
     assert report.console_errors == ["boom"]
 
 
+@pytest.mark.slow
 def test_uncaught_exception_is_reported(tmp_path: Path) -> None:
     require_chromium()
     report = open_page(write(tmp_path, '<p>ok</p><script>throw new Error("x-marks-the-spot")</script>'))
@@ -159,6 +164,7 @@ def test_uncaught_exception_is_reported(tmp_path: Path) -> None:
     assert "x-marks-the-spot" in report.console_errors[0]
 
 
+@pytest.mark.slow
 def test_hidden_elements_have_no_box(tmp_path: Path) -> None:
     require_chromium()
     body = """<div id="shown" style="width:50px;height:40px;background:#000"></div>
@@ -172,6 +178,7 @@ def test_hidden_elements_have_no_box(tmp_path: Path) -> None:
         assert report.boxes[sel] is None, sel
 
 
+@pytest.mark.slow
 def test_white_page_is_blank(tmp_path: Path) -> None:
     require_chromium()
     white = open_page(write(tmp_path, '<div id="gone" style="display:none;width:99px;height:99px;background:#000">'
@@ -181,6 +188,7 @@ def test_white_page_is_blank(tmp_path: Path) -> None:
     assert nonblank_fraction(white.screenshot) < 0.001
 
 
+@pytest.mark.slow
 def test_hanging_page_times_out(tmp_path: Path) -> None:
     require_chromium()
     # The script spins after load, so the renderer never answers again: Playwright's own timeouts do

@@ -44,6 +44,7 @@ def test_inspect_minilm_both_formats(spec, tmp_path):
     assert data["roles"]["layers.5.mlp.up"]["shape"] == [1536, 384]
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
@@ -57,6 +58,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
+@pytest.mark.slow
 def test_missing_model_exits_2(tmp_path):
     proc = run_cli("inspect", str(tmp_path / "nope"))
     assert proc.returncode == 2

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from provenance import CompareOptions, compare
 from tests.real_models import (
     BGE_ONNX,
@@ -27,6 +29,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "provenance", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_tokenizer_files_alone_run_only_the_tokenizer_signal(tmp_path):
     out = tmp_path / "r.json"
     proc = _cli("compare", str(require(CL100K_TIKTOKEN)), str(require(LLAMA3_JSON)), "--json", str(out))
@@ -42,6 +45,7 @@ def test_tokenizer_files_alone_run_only_the_tokenizer_signal(tmp_path):
     assert data["candidate"]["tokenizer"]["merges"] == 280147
 
 
+@pytest.mark.slow
 def test_fail_on_derived_for_a_derived_tokenizer(tmp_path):
     proc = _cli("compare", str(require(CL100K_TIKTOKEN)), str(require(QWEN_TIKTOKEN)), "--fail-on", "derived",
                 "--no-hash")
@@ -49,6 +53,7 @@ def test_fail_on_derived_for_a_derived_tokenizer(tmp_path):
     assert "The candidate lacks all multi-digit numbers (1,100) of the base." in proc.stdout
 
 
+@pytest.mark.slow
 def test_weights_signal_on_a_tokenizer_is_refused(tmp_path):
     out = tmp_path / "r.json"
     proc = _cli("compare", str(require(CL100K_TIKTOKEN)), str(require(MINILM_DIR)), "--signals", "weights",
@@ -59,6 +64,7 @@ def test_weights_signal_on_a_tokenizer_is_refused(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_malformed_tokenizer_exits_2_without_output(tmp_path):
     bad = tmp_path / "tokenizer.json"
     bad.write_text('{"model": {"type": "BPE", "vocab": {"a": -1}}}')

@@ -15,6 +15,8 @@ import pytest
 from provenance.comparison import CompareOptions, compare
 from tests import families as fam
 
+pytestmark = pytest.mark.slow  # trains ten models and compares 48 pairs
+
 OPTS = CompareOptions(hashes=False, device="cpu")
 TINY = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 128,
         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 256,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ def test_minilm_vs_its_int8_onnx_is_an_identical_quantized_copy():
     assert [row[:2] for row in r.layer_map] == [[i, i] for i in range(6)]
 
 
+@pytest.mark.slow
 def test_bge_small_vs_colbert_small_is_a_fine_tune():
     v = compare(require(BGE_ONNX), require(COLBERT_ONNX), OPTS).verdict
     assert v.label == "derived" and v.p_value < 1e-6
@@ -46,11 +48,13 @@ def test_minilm_l6_keeps_every_second_layer_of_the_l12_reranker():
     assert all(0.5 < row[2] <= 1.0 for row in r.layer_map)
 
 
+@pytest.mark.slow
 def test_smollm2_gguf_vs_its_dequantized_copy(smollm2_hf):
     v = compare(require(SMOLLM2_GGUF), smollm2_hf, OPTS).verdict
     assert (v.label, v.relation) == ("identical", "quantized copy")
 
 
+@pytest.mark.slow
 def test_models_of_different_width_and_lineage_are_independent(smollm2_hf):
     r = compare(require(MINILM_DIR), smollm2_hf, OPTS)
     assert r.verdict.label == "independent" and r.verdict.p_value > 0.01
@@ -92,23 +96,19 @@ def test_nan_and_zero_tensors_are_reported_not_scored(tiny_llama, tmp_path):
     assert r.verdict.label == "derived"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "provenance", *args], capture_output=True, text=True, timeout=600)
-
-
-def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
+def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path, provenance_cli):
     folder, _ = tiny_llama
     out, md, html = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.html"
-    proc = _cli("compare", str(folder), str(folder), "--json", str(out), "--md", str(md), "--html", str(html),
-                "--fail-on", "derived")
-    assert proc.returncode == 3, proc.stderr
-    assert proc.stdout.startswith("verdict     IDENTICAL — exact copy")
+    rc, stdout, stderr = provenance_cli("compare", folder, folder, "--json", out, "--md", md, "--html", html,
+                                        "--fail-on", "derived")
+    assert rc == 3, stderr
+    assert stdout.startswith("verdict     IDENTICAL — byte-identical files")
     data = json.loads(out.read_text())
     validate_result(data)
     assert data["verdict"]["label"] == "identical"
     assert md.read_text().startswith("# Provenance: ")
     assert html.read_text().startswith("<!DOCTYPE html>") and "IDENTICAL" in html.read_text()
-    assert _cli("compare", str(folder), str(folder), "--fail-on", "independent").returncode == 0
+    assert provenance_cli("compare", folder, folder, "--fail-on", "independent")[0] == 0
 
 
 @pytest.mark.parametrize("args,message", [
@@ -118,39 +118,68 @@ def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path):
     (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
     (["--device", "tpu"], "The 'device' parameter of resolve_device must be"),
 ])
-def test_cli_compare_bad_options_exit_2(tiny_llama, tmp_path, args, message):
+def test_cli_compare_bad_options_exit_2(tiny_llama, tmp_path, provenance_cli, args, message):
     folder, _ = tiny_llama
-    proc = _cli("compare", str(folder), str(folder), "--json", str(tmp_path / "x.json"), *args)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(f"provenance: error: {message}")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    rc, _, stderr = provenance_cli("compare", folder, folder, "--json", tmp_path / "x.json", *args)
+    assert rc == 2
+    assert stderr.startswith(f"provenance: error: {message}")
+    assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
 
 
-def test_cli_compare_output_in_a_missing_directory_fails_before_any_work(tiny_llama, tmp_path):
+def test_cli_compare_output_in_a_missing_directory_fails_before_any_work(tiny_llama, tmp_path, provenance_cli):
     json_out = tmp_path / "r.json"
-    proc = _cli("compare", str(tiny_llama[0]), str(tiny_llama[0]), "--json", str(json_out), "--html",
-                str(tmp_path / "nowhere" / "r.html"))
-    assert proc.returncode == 2 and "directory" in proc.stderr and "does not exist" in proc.stderr
-    assert not json_out.exists() and proc.stdout == ""
+    rc, stdout, stderr = provenance_cli("compare", tiny_llama[0], tiny_llama[0], "--json", json_out, "--html",
+                                        tmp_path / "nowhere" / "r.html")
+    assert rc == 2 and "directory" in stderr and "does not exist" in stderr
+    assert not json_out.exists() and stdout == ""
 
 
-def test_cli_compare_missing_candidate_exit_2(tiny_llama, tmp_path):
-    proc = _cli("compare", str(tiny_llama[0]), str(tmp_path / "missing"))
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == f"provenance: error: no such file or directory: {tmp_path / 'missing'}"
+def test_cli_compare_missing_candidate_exit_2(tiny_llama, tmp_path, provenance_cli):
+    rc, _, stderr = provenance_cli("compare", tiny_llama[0], tmp_path / "missing")
+    assert rc == 2
+    assert stderr.strip() == f"provenance: error: no such file or directory: {tmp_path / 'missing'}"
 
 
-def test_truncated_candidate_shard_exit_2(tiny_llama, tmp_path):
+def test_truncated_candidate_shard_exit_2(tiny_llama, tmp_path, provenance_cli):
     folder, _ = tiny_llama
     data = (folder / "model.safetensors").read_bytes()
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "model.safetensors").write_bytes(data[: len(data) - 100])
-    proc = _cli("compare", str(folder), str(tmp_path / "cut"))
-    assert proc.returncode == 2
-    assert "model.safetensors: truncated: tensor" in proc.stderr
+    rc, _, stderr = provenance_cli("compare", folder, tmp_path / "cut")
+    assert rc == 2
+    assert "model.safetensors: truncated: tensor" in stderr
 
 
+# ----------------------------------------------------------------------------- as a CI job runs it
+
+def _subprocess(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m provenance ARGS` in a fresh interpreter, as a CI job calls it."""
+    return subprocess.run([sys.executable, "-m", "provenance", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_subprocess_fail_on_sets_the_exit_status_and_stdout_holds_only_the_summary(tiny_llama, tmp_path):
+    folder, _ = tiny_llama
+    proc = _subprocess("compare", folder, folder, "--json", tmp_path / "r.json", "--fail-on", "derived", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.startswith("verdict     IDENTICAL — byte-identical files")
+    assert "\r" not in proc.stdout and "%|" not in proc.stdout  # no progress bar mixed into what a pipe reads
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"]["label"] == "identical"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # nothing else in its working directory
+
+
+@pytest.mark.slow
+def test_subprocess_bad_input_exit_2_one_line_and_nothing_written(tiny_llama, tmp_path):
+    out = tmp_path / "r.json"
+    proc = _subprocess("compare", tiny_llama[0], tmp_path / "missing", "--json", out, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, ""), (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.splitlines() == [f"provenance: error: no such file or directory: {tmp_path / 'missing'}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_renamed_bert_is_read_post_norm_and_only_renamed(tmp_path):
     """all-MiniLM-L6-v2 under opaque names (`blocks.{i}.p{k}.weight`, `globals.g{k}.weight`): the token-type
     table says BERT-style post-norm, the one global norm follows the embeddings, biases follow their matrices."""

@@ -16,6 +16,8 @@ from safetensors.torch import load_file, save_file
 from provenance import CompareOptions, compare
 from tests.real_models import SMOLLM2_GGUF, require
 
+pytestmark = pytest.mark.slow  # copies and compares SmolLM2 (135M parameters) twice
+
 OPTS = CompareOptions(device="cpu", hashes=False)
 SPECIALS = 17  # SmolLM2's ids 0..16 are special tokens; they keep their ids
 

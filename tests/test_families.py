@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests import families as fam
-from tests.conftest import tiny_llama_state, write_hf_dir
+from tests.tiny_models import tiny_llama_state, write_hf_dir
 
 Q = "model.layers.{}.self_attn.q_proj.weight"
 
@@ -132,6 +132,7 @@ def test_rescale_factors_are_per_layer_and_bounded():
     assert s.shape == (30, 3) and 0.25 <= s.min() and s.max() <= 4.0 and s.std() > 0.3
 
 
+@pytest.mark.slow
 def test_smollm2_disguises_preserve_logits(smollm2_hf):
     """One composite disguise on the real model (GQA 9/3 heads, tied embeddings)."""
     state, cfg = fam.load_variant(smollm2_hf)
@@ -259,6 +260,7 @@ def test_train_from_scratch_seeds_give_different_trained_models(base_tied):
     assert fam.lm_loss(a, cfg, fam.CORPUS) < math.log(256) - 0.5
 
 
+@pytest.mark.slow
 def test_smollm2_tokenizer_reads_real_tokens():
     from tests.real_models import SMOLLM2_GGUF, require
 
@@ -269,20 +271,29 @@ def test_smollm2_tokenizer_reads_real_tokens():
     assert fam.token_ids(["AB"], 256).tolist() == [65, 66]
 
 
-def test_variants_are_built_once_and_written_atomically(base, tmp_path, monkeypatch):
+def test_variants_are_built_once_per_recipe_and_written_atomically(base, tmp_path, monkeypatch):
     monkeypatch.setenv("PROVENANCE_TEST_CACHE", str(tmp_path))
     state, cfg = base
-    calls = []
+    families = tmp_path / "families"
 
-    def build():
-        calls.append(1)
-        return fam.permute_mlp(state, cfg, seed=1)
+    def built(path):
+        return (path / "model.safetensors").stat().st_mtime_ns, (path / "model.safetensors").stat().st_ino
 
-    path = fam.variant("tiny-permuted", build)
-    assert fam.variant("tiny-permuted", build) == path == tmp_path / "families" / "tiny-permuted"
-    assert len(calls) == 1 and not (tmp_path / "families" / "tiny-permuted.partial").exists()
-    loaded, loaded_cfg = fam.load_variant(path)
-    assert all(torch.equal(loaded[k], v) for k, v in build()[0].items())
+    permuted = fam.variant("tiny-permuted", lambda: fam.permute_mlp(state, cfg, seed=1))
+    noised = fam.variant("tiny-noised", lambda: fam.add_noise(state, cfg, 0.01, seed=5))
+    first = built(permuted), built(noised)
+    assert permuted.parent == families and re.fullmatch(r"tiny-permuted-[0-9a-f]{12}", permuted.name)
+    assert fam.variant_dir("tiny-permuted").resolve() == permuted  # the link the benchmarks read
+    # the same recipe, spelled again: found, not rebuilt
+    assert fam.variant("tiny-permuted", lambda: fam.permute_mlp(state, cfg, seed=1)) == permuted
+    assert (built(permuted), built(noised)) == first
+    # a changed recipe: rebuilt alone, beside the old entry; the link follows it
+    reseeded = fam.variant("tiny-permuted", lambda: fam.permute_mlp(state, cfg, seed=2))
+    assert reseeded != permuted and permuted.is_dir() and built(noised) == first[1]
+    assert fam.variant_dir("tiny-permuted").resolve() == reseeded
+    assert not [p.name for p in families.iterdir() if "partial" in p.name]
+    loaded, loaded_cfg = fam.load_variant(reseeded)
+    assert all(torch.equal(loaded[k], v) for k, v in fam.permute_mlp(state, cfg, seed=2)[0].items())
     assert loaded_cfg["vocab_size"] == cfg["vocab_size"] and loaded_cfg["num_hidden_layers"] == 3
     with pytest.raises(ValueError, match=r"'name' parameter must be a plain directory name\. Got '\.\./x'"):
         fam.variant_dir("../x")

@@ -27,6 +27,7 @@ from provenance.errors import (
 from provenance.fingerprint import fingerprint, is_fingerprint_file, load, save
 from provenance.fingerprint.fileformat import read_meta, to_bytes
 from tests.real_models import CL100K_TIKTOKEN, LLAMA3_JSON, MINILM_DIR, require
+from tests.tiny_models import link_files
 
 OPTS = CompareOptions(hashes=False, device="cpu")
 
@@ -66,6 +67,7 @@ def test_the_same_model_gives_the_same_bytes(minilm_fp):
     assert to_bytes(load(minilm_fp)) == minilm_fp.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_model_against_its_own_fingerprint_is_an_exact_copy(minilm_fp):
     for a, b in ((minilm_fp, MINILM_DIR), (MINILM_DIR, minilm_fp), (minilm_fp, minilm_fp)):
         r = compare(a, b, OPTS)
@@ -163,6 +165,7 @@ def test_a_plain_safetensors_file_is_not_taken_for_a_fingerprint(tmp_path):
         read_meta(named)
 
 
+@pytest.mark.slow
 def test_cli_fingerprint_writes_a_file_inspect_and_compare_read(tmp_path, capsys):
     out = tmp_path / "m.fingerprint"
     assert main(["fingerprint", str(require(MINILM_DIR)), "-o", str(out), "--name", "MiniLM", "--license",
@@ -190,10 +193,7 @@ def test_cli_fingerprint_checks_the_output_directory_first(tmp_path, capsys):
 
 
 def test_a_broken_tokenizer_beside_weights_is_noted_not_fatal(tiny_llama, tmp_path):
-    folder = tmp_path / "m"
-    folder.mkdir()
-    for f in tiny_llama[0].iterdir():
-        (folder / f.name).symlink_to(f)
+    folder = link_files(list(tiny_llama[0].iterdir()), tmp_path / "m")
     (folder / "tokenizer.json").write_text("{not json")
     fp = fingerprint(folder, device="cpu")
     assert fp.vocabulary is None and fp.has_weights
@@ -205,6 +205,7 @@ def test_missing_spec_is_a_clear_error():
         fingerprint("/nonexistent/model")
 
 
+@pytest.mark.slow
 def test_identify_json_matches_its_published_schema(tmp_path, capsys):
     """`identify --json` against the committed registry: a tokenizer query and a model query."""
     import jsonschema
@@ -222,6 +223,7 @@ def test_identify_json_matches_its_published_schema(tmp_path, capsys):
     assert "most likely base: sentence-transformers/all-MiniLM-L6-v2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_profiles_and_sketches_do_not_depend_on_the_summation_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """What another BLAS, SIMD width or thread count would do: sum every column norm and every kept
     sketch row in another order. The stored float16 arrays stay bit-identical (in float32 arithmetic,

@@ -1,9 +1,9 @@
 """Fingerprints reach the verdicts full checkpoints reach: every case of the weight and tokenizer tests.
 
 Each model is fingerprinted once into a file, the two files are compared, and the verdict
-label must equal the one the full-checkpoint comparison gives (computed once per session
-and shared with tests/test_compare_families.py); derived and identical pairs keep p < 1e-6
-and the relation words the weight tests require.
+label must equal the one the full-checkpoint comparison gives (computed once per session by
+tests/smollm2_family.py and shared with tests/test_compare_families.py); derived and identical
+pairs keep p < 1e-6 and the relation words the weight tests require.
 """
 
 from __future__ import annotations
@@ -39,16 +39,9 @@ from tests.real_models import (
     TEKKEN,
     require,
 )
+from tests.smollm2_family import CASES, build, full_result, merged_variant
 
-# the SmolLM2 family cases, their fixtures (imported so pytest finds them here) and the shared full results
-from tests.test_compare_families import (  # noqa: F401
-    CASES,
-    _build,
-    base,
-    full_result,
-    independent,
-    merged_variant,
-)
+pytestmark = pytest.mark.slow  # fingerprints and compares every SmolLM2 family member and real pair
 
 OPTS = CompareOptions(hashes=False, device="cpu")
 
@@ -78,10 +71,9 @@ def _agree(full, fp, words=()) -> None:
         assert w in (pv.relation or ""), (w, pv.relation)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,label,words", CASES, ids=[c[0] for c in CASES])
-def test_smollm2_family_from_fingerprints(base, fingerprints, name, label, words):  # noqa: F811
-    variant = _build(name, base)
+def test_smollm2_family_from_fingerprints(base, fingerprints, name, label, words):
+    variant = build(name, base)
     full = full_result(base[0], variant)
     fp = compare(fingerprints(base[0]), fingerprints(variant), OPTS)
     assert full.verdict.label == label
@@ -90,8 +82,7 @@ def test_smollm2_family_from_fingerprints(base, fingerprints, name, label, words
         assert [row[:2] for row in fp.layer_map] == [row[:2] for row in full.layer_map]
 
 
-@pytest.mark.slow
-def test_merge_and_independent_models_from_fingerprints(base, independent, fingerprints):  # noqa: F811
+def test_merge_and_independent_models_from_fingerprints(base, independent, fingerprints):
     merged = merged_variant(base, independent)
     _agree(full_result(base[0], merged), compare(fingerprints(base[0]), fingerprints(merged), OPTS),
            ["merged with another model"])
@@ -109,7 +100,6 @@ REAL_PAIRS = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("a,b,label,words", REAL_PAIRS, ids=["minilm-int8", "bge-colbert", "reranker-minilm",
                                                              "smollm2-minilm"])
 def test_real_checkpoints_from_fingerprints(fingerprints, a, b, label, words):
@@ -121,13 +111,11 @@ def test_real_checkpoints_from_fingerprints(fingerprints, a, b, label, words):
         assert [row[:2] for row in fp.layer_map] == [row[:2] for row in full.layer_map]
 
 
-@pytest.mark.slow
 def test_gguf_against_its_dequantized_copy_from_fingerprints(smollm2_hf, fingerprints):
     full = compare(require(SMOLLM2_GGUF), smollm2_hf, OPTS)
     _agree(full, compare(fingerprints(SMOLLM2_GGUF), fingerprints(smollm2_hf), OPTS))
 
 
-@pytest.mark.slow
 def test_renamed_bert_from_fingerprints(tmp_path, fingerprints):
     """The opaque renaming of tests/test_compare_real.py: post-norm inferred, only renamed."""
     renamed = rename_bert_opaque(load_file(str(require(MINILM_DIR) / "model.safetensors")))
@@ -151,7 +139,6 @@ TOKENIZER_PAIRS = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("a,b", TOKENIZER_PAIRS, ids=[f"{a.name}-{b.name}" for a, b in TOKENIZER_PAIRS])
 def test_tokenizers_from_fingerprints(fingerprints, a, b):
     """The real tokenizer pairs of tests/test_vocab_compare.py: the same relation and numbers from fingerprints."""

@@ -79,6 +79,7 @@ def test_real_tokenizer(smollm: GGUFTensorReader) -> None:
     assert tok["chat_template"].startswith("{% for message in messages %}")
 
 
+@pytest.mark.slow
 def test_real_read_matches_gguf_own_reader(smollm: GGUFTensorReader) -> None:
     k = smollm.read("blk.0.attn_k.weight")
     assert k.dtype == torch.float32 and k.shape == (192, 576) and bool(torch.isfinite(k).all())

@@ -34,7 +34,9 @@ from tests.real_models import (
     SMOLLM2_GGUF,
     require,
 )
-from tests.test_compare_families import _build
+from tests.smollm2_family import build as _build
+
+pytestmark = pytest.mark.slow  # fingerprints real models into a registry, builds SmolLM2 and MiniLM copies
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = "SmolLM2-135M-Instruct"

@@ -40,6 +40,7 @@ def test_committed_notebook_carries_outputs(name: str) -> None:
     assert not [c.id for c in nb.cells if "execution" in c.metadata]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
 def test_notebook_runs(name: str, tmp_path: Path) -> None:
     copy = tmp_path / name

@@ -17,7 +17,7 @@ from provenance.io import read_hashes
 from provenance.io.checkpoint import file_sha256
 from provenance.io.read_hashes import ReadHashes
 from tests.real_models import SMOLLM2_GGUF, require
-from tests.test_io_formats import shard
+from tests.tiny_models import shard
 
 
 def _file(tmp_path: Path, size: int = 200_000, seed: int = 0) -> tuple[Path, bytes]:
@@ -119,6 +119,7 @@ def test_fingerprint_of_sharded_safetensors_hashes_exactly_reading_once(tiny_lla
     assert total["observed"] + total["extra"] <= 1.10 * size, total  # twice the files before
 
 
+@pytest.mark.slow
 def test_fingerprint_of_real_smollm2_reads_each_byte_about_once(smollm2_hf, monkeypatch):
     """Tied SmolLM2 (0.5 GB): the stream reads every tensor, so hashing it adds almost nothing."""
     total = _count_reads(monkeypatch)
@@ -129,6 +130,7 @@ def test_fingerprint_of_real_smollm2_reads_each_byte_about_once(smollm2_hf, monk
     assert total["observed"] + total["extra"] <= 1.02 * st.stat().st_size, total
 
 
+@pytest.mark.slow
 def test_real_gguf_hash_from_the_stream_is_the_file_hash(monkeypatch):
     gguf = require(SMOLLM2_GGUF)
     total = _count_reads(monkeypatch)

@@ -147,7 +147,8 @@ def _content(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, load_file(str(path))
 
 
-@pytest.mark.parametrize("slug", ["all-minilm-l6-v2", "tokenizer-bert-base-uncased"])
+@pytest.mark.parametrize("slug", [pytest.param("all-minilm-l6-v2", marks=pytest.mark.slow),
+                                  "tokenizer-bert-base-uncased"])
 def test_an_entry_refingerprinted_now_matches_the_registry(slug: str, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     build = build_script()
@@ -226,6 +227,7 @@ def test_no_flipped_byte_goes_unnoticed(tmp_path: Path) -> None:
                 load(_flipped(tmp_path, position, mask))
 
 
+@pytest.mark.slow
 def test_compare_the_minilm_entry_with_the_installed_model(tmp_path: Path) -> None:
     model = require(rm.MINILM_DIR)
     out = tmp_path / "result.json"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from html.parser import HTMLParser
 
 import jsonschema
 import pytest
@@ -15,54 +14,11 @@ from provenance.evidence import EVIDENCE_KINDS
 from provenance.report.html import render_html
 from provenance.report.schema import compare_schema, validate_result
 from provenance.result import CompareResult
-from tests.conftest import tiny_llama_state, write_hf_dir
+from tests.html_checks import assert_inert
 from tests.real_models import BGE_ONNX, COLBERT_ONNX, require
+from tests.tiny_models import tiny_llama_state, write_hf_dir
 
 EVIL = "<script>alert(1)</script>"
-ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "main", "header", "section", "h1", "h2", "h3", "p", "span",
-    "div", "code", "pre", "br", "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "details", "summary",
-    "figure", "figcaption",
-    # SVG written by matplotlib
-    "svg", "defs", "g", "path", "use", "clippath", "rect", "text", "style", "tspan", "polyline", "line", "circle",
-    "image",  # the cells of a heatmap over 24 layers, as an inline PNG (data: URL; the CSP allows no other image)
-}
-
-
-class Markup(HTMLParser):
-    """Every start tag with its attributes, and the text, of an HTML document."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(html: str) -> Markup:
-    m = Markup()
-    m.feed(html)
-    m.close()
-    return m
-
-
-def assert_inert(html: str) -> Markup:
-    """Only report markup: known tags, no event handlers, no links or sources leaving the page."""
-    m = parse(html)
-    assert {t for t, _ in m.tags} <= ALLOWED_TAGS, {t for t, _ in m.tags} - ALLOWED_TAGS
-    for tag, attrs in m.tags:
-        for name, value in attrs.items():
-            assert not name.startswith("on"), (tag, name)
-            if name in ("href", "xlink:href", "src", "action", "formaction"):
-                inline_png = tag == "image" and (value or "").startswith("data:image/png;base64,")
-                assert (value or "").startswith("#") or inline_png, (tag, name, value)
-            assert "javascript:" not in (value or "").lower()
-    return m
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +28,7 @@ def real_result() -> CompareResult:
                    probe_texts=8, device="cpu")
 
 
+@pytest.mark.slow
 def test_the_schema_is_valid_and_a_real_result_matches_it(real_result):
     jsonschema.Draft202012Validator.check_schema(compare_schema())
     kinds = compare_schema()["$defs"]["evidence"]["properties"]["kind"]["enum"]
@@ -86,6 +43,7 @@ def test_the_schema_is_valid_and_a_real_result_matches_it(real_result):
     assert "--probes 8" in data["environment"]["command"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, where", [
     (lambda d: d["verdict"].update(label="probably"), "verdict/label"),
     (lambda d: d["evidence"][0].update(p_value=1.5), "evidence/0/p_value"),
@@ -100,6 +58,7 @@ def test_schema_violations_are_named(real_result, edit, where):
         validate_result(data, "r.json")
 
 
+@pytest.mark.slow
 def test_html_report_of_a_real_comparison(real_result):
     html = real_result.to_html()
     m = assert_inert(html)
@@ -114,6 +73,7 @@ def test_html_report_of_a_real_comparison(real_result):
     assert html == real_result.to_html()  # deterministic, SVG included
 
 
+@pytest.mark.slow
 def test_saved_result_re_renders_identically_and_the_cli_writes_both_reports(real_result, tmp_path):
     saved = tmp_path / "r.json"
     real_result.save(saved)
@@ -129,6 +89,7 @@ def test_saved_result_re_renders_identically_and_the_cli_writes_both_reports(rea
     assert out.stdout.startswith("verdict     DERIVED")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, message", [
     (None, "cannot read"),
     (b"{not json", "not valid JSON"),
@@ -147,6 +108,7 @@ def test_report_cli_rejects_bad_results_with_one_line_and_writes_nothing(tmp_pat
     assert not (tmp_path / "o.html").exists()
 
 
+@pytest.mark.slow
 def test_notebook_views(real_result):
     assert list(real_result.evidence_frame().columns) == ["signal", "kind", "statistic", "p_value", "finding"]
     assert real_result.signals_frame().set_index("signal").loc["config", "role"] == "context"
@@ -224,6 +186,7 @@ def test_hostile_names_and_tokens_are_shown_as_text_never_as_markup(evil_pair):
     assert "b'\\xff\\xfe<b>'" in text  # invalid UTF-8 shown as its bytes
 
 
+@pytest.mark.slow
 def test_real_report_in_headless_chromium(real_result, tmp_path):
     """The acceptance check: opens offline, no console errors, no requests, verdict and heatmaps drawn."""
     from tests.browser import nonblank_fraction, open_page, require_chromium
@@ -244,6 +207,7 @@ def test_real_report_in_headless_chromium(real_result, tmp_path):
     assert nonblank_fraction(shown.screenshot) > 0.02
 
 
+@pytest.mark.slow
 def test_hostile_report_in_headless_chromium(evil_pair, tmp_path):
     """Markup in names and tokens stays text in a real browser: nothing runs, nothing is fetched."""
     from tests.browser import open_page, require_chromium
@@ -257,6 +221,7 @@ def test_hostile_report_in_headless_chromium(evil_pair, tmp_path):
     assert shown.boxes["#verdict"] is not None and shown.boxes["#tokenizer"] is not None
 
 
+@pytest.mark.slow
 def test_deep_heatmap_is_one_inline_png_and_the_page_still_paints_it(real_result, tmp_path):
     """Over 24 layers the heatmap cells become one data: PNG (CSP img-src data:), not thousands of paths."""
     import numpy as np

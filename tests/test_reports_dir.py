@@ -9,7 +9,7 @@ import pytest
 
 from provenance.report.schema import validate_result
 from provenance.result import CompareResult
-from tests.test_report_html import assert_inert
+from tests.html_checks import assert_inert
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 EXPECTED = {  # name -> (label, words the relation must contain)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from provenance.arch.view import open_model
-from tests.conftest import tiny_llama_state, write_hf_dir
+from tests.tiny_models import tiny_llama_state, write_hf_dir
 
 
 def test_headless_llama_model_maps_by_definition(tmp_path):

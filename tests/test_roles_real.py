@@ -39,6 +39,7 @@ def test_smollm2_gguf_maps_to_30_llama_layers():
         assert r.roles["layers.7.attn.k"].shape == (192, 576)
 
 
+@pytest.mark.slow
 def test_smollm2_gguf_roles_equal_transformers_dequantized_weights(smollm2_hf):
     """Our GGUF view (Q/K rope permutation undone) equals what transformers makes of the same file."""
     with open_model(SMOLLM2_GGUF) as g, open_model(smollm2_hf) as h:
@@ -72,6 +73,7 @@ def _renamed_copy(src: Path, dst: Path, *, shuffle: bool) -> dict[str, str]:
     return mapping
 
 
+@pytest.mark.slow
 def test_renamed_smollm2_maps_back_to_the_same_roles(smollm2_hf, tmp_path):
     mapping = _renamed_copy(smollm2_hf, tmp_path / "shell", shuffle=False)
     with open_model(tmp_path / "shell") as m:
@@ -84,6 +86,7 @@ def test_renamed_smollm2_maps_back_to_the_same_roles(smollm2_hf, tmp_path):
         assert any("told apart by file order only" in n for n in r.notes)
 
 
+@pytest.mark.slow
 def test_shuffled_names_keep_shape_determined_roles(smollm2_hf, tmp_path):
     """With names shuffled inside each layer, shapes pin k/v, the MLP and the norms, and the weights'
     head structure tells q from o; k/v, gate/up and norm1/norm2 stay order-based (and say so)."""

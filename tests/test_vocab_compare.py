@@ -60,6 +60,7 @@ def test_mistral_v1_to_v2_is_a_constant_shift_and_v3_to_v7_keep_ids():
     assert all(t.startswith("[control_") for t in d.specials["only_base"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base,candidate", [
     (O200K_GZ, TEKKEN), (SMOLLM2_GGUF, BERT_VOCAB_TXT), (LLAMA3_JSON, DEEPSEEK_JSON), (CL100K_TIKTOKEN, O200K_GZ),
     (MISTRAL_V1, TEKKEN), (DEEPSEEK_JSON, QWEN_TIKTOKEN), (SMOLLM2_GGUF, CL100K_TIKTOKEN),
@@ -72,6 +73,7 @@ def test_independent_vocabularies_are_independent_despite_overlap(base, candidat
     assert c.shared > 10000  # the overlap is large; it is the order that is unrelated
 
 
+@pytest.mark.slow
 def test_siblings_from_one_ancestor_share_its_order():
     """Llama-3 and Qwen both descend from cl100k: derived (common ancestry), not independent."""
     c = compare_vocabularies(real(LLAMA3_JSON), real(QWEN_TIKTOKEN))

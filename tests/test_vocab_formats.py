@@ -59,6 +59,7 @@ def test_cl100k_plain_gzip_and_quicktok_are_one_vocabulary():
     _identical(plain, real(QUICKTOK / "cl100k.vocab"))
 
 
+@pytest.mark.slow
 def test_llama3_tokenizer_json_tiktoken_and_quicktok_agree():
     j = real(LLAMA3_JSON)
     assert (j.count(NORMAL), j.count(SPECIAL), len(j.merges)) == (128000, 256, 280147)
@@ -91,6 +92,7 @@ def test_bert_vocabulary_in_a_gguf_reads_the_same(tmp_path):
     assert load_vocabulary(f).digest() == real(BERT_VOCAB_TXT).digest()
 
 
+@pytest.mark.slow
 def test_llama3_vocabulary_in_a_gguf_reads_the_same(tmp_path):
     data = json.loads(require(LLAMA3_JSON).read_text(encoding="utf-8"))
     pieces = [p for p, _ in sorted(data["model"]["vocab"].items(), key=lambda kv: kv[1])]
@@ -110,6 +112,7 @@ def test_sentencepiece_model_and_its_gguf_conversion_agree(tmp_path):
     _identical(sp, g)
 
 
+@pytest.mark.slow
 def test_smollm2_gguf_vocabulary_matches_transformers_conversion(tmp_path):
     from tests.families import smollm2_tokenizer
 

@@ -19,10 +19,11 @@ from provenance.vocab.model import ADDED, BYTE, NORMAL, SPECIAL, Vocabulary
 from provenance.vocab.quicktok import read_quicktok
 from provenance.vocab.sentencepiece import read_sentencepiece
 from provenance.vocab.tekken import read_tekken
+from tests.real_models import missing_model
 
 
 def package_data(distribution: str, *parts: str) -> Path:
-    """A data path inside an installed distribution; skips the test when it is not installed.
+    """A data path inside an installed distribution; skips the test when it is not installed (fails in CI).
 
     Found through the distribution's metadata, not ``find_spec``: while pytest collects the
     doctests of provenance/vocab/quicktok.py it can import that file as a top-level ``quicktok``.
@@ -30,10 +31,10 @@ def package_data(distribution: str, *parts: str) -> Path:
     try:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{distribution} is not installed")
+        missing_model(f"{distribution} is not installed")
     path = Path(str(dist.locate_file(Path(*parts))))
     if not path.exists():
-        pytest.skip(f"{distribution} has no {Path(*parts)}")
+        missing_model(f"{distribution} has no {Path(*parts)}")
     return path
 
 

@@ -1,4 +1,5 @@
-"""Tiny seeded checkpoints for the architecture-definition tests (built under a tmp dir, never the repo).
+"""Tiny seeded checkpoints, built under a tmp dir (never the repo): a small Llama for most tests, and one
+model per architecture for the architecture-definition tests.
 
 Transformers builds the architectures it ships (`build_hf`); Baichuan and ChatGLM exist only as
 remote code, so their state dicts are written by hand following their public modeling files.
@@ -8,6 +9,8 @@ Every parameter is redrawn from a seeded normal so biases and norms are not triv
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,53 @@ HF_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "falcon2_11b": ("FalconConfig", {**_FALCON, "new_decoder_architecture": True, "num_kv_heads": KV_HEADS,
                                      "num_ln_in_parallel_attn": 1}),
 }
+
+
+def tiny_llama_state(seed: int = 0, layers: int = 3) -> tuple[dict[str, torch.Tensor], dict]:
+    """A small Llama (GQA: 4 heads, 2 kv heads) built with transformers, fixed seed."""
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                                   num_key_value_heads=2, intermediate_size=160, vocab_size=256,
+                                   pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = transformers.LlamaForCausalLM(cfg)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    return state, cfg.to_dict()
+
+
+def write_hf_dir(path: Path, state: dict[str, torch.Tensor], config: dict) -> Path:
+    """An HF directory at `path`: model.safetensors holding `state`, and config.json."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def link_files(files: list[Path], folder: Path) -> Path:
+    """`folder` holding hard links to `files` (copies across file systems): a model directory put together
+    from other directories' files; symlinks would not do, the readers refuse links leaving the directory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            os.link(f, folder / f.name)
+        except OSError:
+            shutil.copy2(f, folder / f.name)
+    return folder
+
+
+def shard(state: dict[str, torch.Tensor], folder: Path, n: int = 2) -> Path:
+    """Write `state` as n safetensors shards with an index, like save_pretrained does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(state)
+    weight_map = {}
+    for k in range(n):
+        part = {name: state[name] for name in names[k::n]}
+        fname = f"model-{k + 1:05d}-of-{n:05d}.safetensors"
+        save_file(part, str(folder / fname))
+        weight_map.update({name: fname for name in part})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
 
 
 def _randomize(params: list[torch.nn.Parameter] | list[torch.Tensor], seed: int) -> None:
