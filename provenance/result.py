@@ -48,8 +48,9 @@ class CompareResult:
 
     def __repr__(self) -> str:
         v = self.verdict
-        p = "n/a" if v.p_value is None else f"{v.p_value:.2g}"
-        return (f"<CompareResult {v.label}" + (f" ({v.relation})" if v.relation else "") + f", p = {p}: "
+        from provenance.report.pvalues import p_phrase
+
+        return (f"<CompareResult {v.label}" + (f" ({v.relation})" if v.relation else "") + f", {p_phrase(v.p_value)}: "
                 f"{self.candidate.get('spec')!r} vs {self.base.get('spec')!r}, {len(self.evidence)} evidence items>")
 
     # -- the JSON contract ---------------------------------------------------------------------

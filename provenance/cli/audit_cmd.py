@@ -83,8 +83,10 @@ def check_output_dir(path: str | None) -> None:
 
 def explain_fail_on(hits: list[AuditPair], labels: str | None, out: TextIO) -> None:
     """One line per pair that matched `--fail-on` (the first MAX_REASONS), so a CI log says why it failed."""
+    from provenance.report.pvalues import p_phrase
+
     for p in hits[:MAX_REASONS]:
-        pv = "" if p.p_value is None else f", p = {p.p_value:.3g}"
+        pv = "" if p.p_value is None else f", {p_phrase(p.p_value)}"
         out.write(f"provenance: --fail-on {labels} matched {p.base} -> {p.candidate}: {p.label} "
                   f"({p.relation or 'relation not named'}{pv})\n")
     if len(hits) > MAX_REASONS:

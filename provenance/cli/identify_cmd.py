@@ -47,8 +47,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _p(p: float | None) -> str:
-    return "n/a" if p is None else f"{p:.3g}"
+def _p(p: float | None, *, prose: bool = False) -> str:
+    """A p-value for the terminal (a table cell, or 'p = …' in prose): at the tests' floor it is a bound."""
+    from provenance.report.pvalues import at_floor, floor_text, p_phrase
+
+    if prose:
+        return p_phrase(p)
+    return "n/a" if p is None else floor_text(p) if at_floor(p) else f"{p:.3g}"
 
 
 def print_summary(r: IdentifyResult, out: TextIO) -> None:
@@ -65,11 +70,11 @@ def print_summary(r: IdentifyResult, out: TextIO) -> None:
     out.write("\n")
     m = r.match
     if m is not None:
-        out.write(f"most likely base: {m.name} ({m.label}, p = {_p(m.p_value)}, {m.relation})\n")
+        out.write(f"most likely base: {m.name} ({m.label}, {_p(m.p_value, prose=True)}, {m.relation})\n")
     elif r.query.get("layers"):
         out.write("no confident match: no registry entry's weights are related to this model's\n")
     for c in r.tokenizer_matches:
-        out.write(f"related tokenizer: {c.name} ({c.relation}, p = {_p(c.p_value)})"
+        out.write(f"related tokenizer: {c.name} ({c.relation}, {_p(c.p_value, prose=True)})"
                   + (" — this alone does not make it the base\n" if r.query.get("layers") else "\n"))
     if not r.query.get("layers") and not r.tokenizer_matches:
         out.write("no confident match: no registry tokenizer is related to this one\n")
