@@ -373,7 +373,7 @@ def test_cli_names_the_base_and_writes_json(registry, minilm_copies, tmp_path, c
     rc, out, err = _cli(capsys, str(minilm_copies["permuted_noise"]), "--registry", str(registry), "--top", "3",
                         "--json", str(out_json))
     assert rc == 0, err
-    assert f"most likely base: {MINILM} (derived, p = 1e-300, neurons/heads permuted" in out
+    assert f"most likely base: {MINILM} (derived, p ≤ 1e-300, neurons/heads permuted" in out
     assert out.splitlines()[0] == f"query       {minilm_copies['permuted_noise']}"
     doc = json.loads(out_json.read_text())
     assert doc["schema"] == "provenance.identify/1" and doc["match"] == MINILM
