@@ -74,7 +74,7 @@ class OnnxActivationModel:
         self.name = f"{self.path.parent.name}/{self.path.name}"
         model = load_model_proto(self.path)
         check_ops(model, self.path)
-        index = GraphIndex.build(model.graph)
+        index = GraphIndex.build(model.graph, path=self.path)
         external = check_external_tensors(self.path, index.consts)  # unsafe / missing / short external data
         self.max_length = max_length or position_rows(model.graph, index) or 512
         source = tokenizer if tokenizer is not None else self.path.parent / "tokenizer.json"
@@ -145,12 +145,16 @@ def check_ops(model: onnx.ModelProto, path: Path) -> None:
 
 
 def all_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
-    """Nodes with those of their If/Loop/Scan subgraphs, recursively."""
-    for node in nodes:
+    """Nodes with those of their If/Loop/Scan subgraphs (depth first, without recursion)."""
+    stack: list[Iterator[onnx.NodeProto]] = [iter(nodes)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+            continue
         yield node
-        for attr in node.attribute:
-            for g in [attr.g] if attr.HasField("g") else attr.graphs:
-                yield from all_nodes(g.node)
+        subgraphs = [g for attr in node.attribute for g in ([attr.g] if attr.HasField("g") else attr.graphs)]
+        stack.extend(iter(g.node) for g in reversed(subgraphs))
 
 
 def position_rows(graph: onnx.GraphProto, index: GraphIndex) -> int | None:
@@ -215,8 +219,11 @@ def layer_norms(graph: onnx.GraphProto, index: GraphIndex) -> list[Site]:
     """Every LayerNorm output in graph order: fused ops, or ReduceMean/Sub/…/Div(·γ+β) chains."""
     sites: list[Site] = []
     for i, node in enumerate(graph.node):
+        if not node.output or not node.input:
+            continue  # no value to expose (the runtime refuses such a node anyway)
         if node.op_type in _LN_OPS:
-            gamma = node.input[2 if node.op_type == "SkipLayerNormalization" else 1]
+            slot = 2 if node.op_type == "SkipLayerNormalization" else 1
+            gamma = node.input[slot] if len(node.input) > slot else None
             sites.append(Site(node.output[0], i, _label(gamma, node)))
         elif node.op_type == "ReduceMean" and (site := _decomposed_ln(node, index)) is not None:
             sites.append(site)
@@ -228,7 +235,7 @@ def _decomposed_ln(mean: onnx.NodeProto, index: GraphIndex) -> Site | None:
     x, m = mean.input[0], mean.output[0]
     sub = _only_use(index, m, lambda n: n.op_type == "Sub" and list(n.input) == [x, m])
     uses = index.live_uses(sub[1].output[0]) if sub else []
-    div = next(((i, n) for i, n, slot in uses if n.op_type == "Div" and slot == 0), None)
+    div = next(((i, n) for i, n, slot in uses if n.op_type == "Div" and slot == 0 and n.output), None)
     if div is None:
         return None
     (at, node), gamma = div, None
@@ -244,6 +251,8 @@ def gelu_outputs(graph: onnx.GraphProto, index: GraphIndex) -> list[Site]:
     """Every GELU output in graph order: fused ops, or the Add/Mul tail after an Erf."""
     sites: list[Site] = []
     for i, node in enumerate(graph.node):
+        if not node.output:
+            continue
         if node.op_type in _GELU_OPS:
             sites.append(Site(node.output[0], i, scope_module(node.name)))
         elif node.op_type == "Erf":
@@ -260,7 +269,7 @@ def _only_use(index: GraphIndex, value: str,
               ok: Callable[[onnx.NodeProto], bool]) -> tuple[int, onnx.NodeProto] | None:
     """The single live consumer of `value` when there is exactly one and `ok` accepts it."""
     uses = index.live_uses(value)
-    return (uses[0][0], uses[0][1]) if len(uses) == 1 and ok(uses[0][1]) else None
+    return (uses[0][0], uses[0][1]) if len(uses) == 1 and uses[0][1].output and ok(uses[0][1]) else None
 
 
 def _label(param: str | None, node: onnx.NodeProto) -> str | None:

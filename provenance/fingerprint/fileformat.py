@@ -4,27 +4,35 @@ Layout (version 1): the header's `__metadata__` holds `format`, `version`, `fing
 (the JSON metadata as text) and `sha256` (of that text). The JSON lists the sha256 of every
 tensor's bytes, so a reader can verify the whole file, or only the tensors it reads (the
 identify pre-filter). Nothing in the file is executable: no pickle, only arrays and JSON.
+The checksums are no signature (whoever writes the file can recompute them), so a reader also
+checks every tensor's dtype and shape against the metadata and the other tensors before any
+arithmetic (`_check_layout`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from provenance.errors import CorruptFileError, ProvenanceError, UnknownFormatError
 from provenance.fingerprint.anchors import TAG_OF, Anchors
 from provenance.fingerprint.model import FORMAT, VERSION, Fingerprint, Sketch
+from provenance.fingerprint.screen import MINHASH, SCREEN_ANCHORS
 from provenance.fingerprint.vocab_codec import decode, encode
 
 MAX_HEADER = 64 * 1024 * 1024
 TAG = TAG_OF
 MODE = {v: k for k, v in TAG.items()}
+_ANCHOR_PARTS = ("keys", "offsets", "ids", "rows", "row_scale")
+_OBJECTS = ("source", "created_by", "model", "roles", "facts", "config_facts", "weights", "tokenizer")
+Layout = dict[str, tuple[str, tuple[int, ...]]]  # tensor name -> (safetensors dtype, shape), from the header
 
 
 def _f16(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -234,11 +242,15 @@ class _Tensors:
         try:
             self._file = safe_open(str(path), framework="np")
             present = set(self._file.keys())
-        except Exception as exc:  # the library's own error types differ by version
+        except (SafetensorError, OSError) as exc:
             raise CorruptFileError(f"the fingerprint's tensors do not parse ({_first_line(exc)})", path=path) from None
         if present != set(self.listed):
             raise CorruptFileError("checksum mismatch: the fingerprint holds other tensors than its metadata "
                                    "lists", path=path)
+        self.layout: Layout = {}
+        for name in present:
+            part = self._file.get_slice(name)
+            self.layout[name] = (str(part.get_dtype()), tuple(int(d) for d in part.get_shape()))
 
     def __contains__(self, name: str) -> bool:
         return name in self.listed
@@ -246,7 +258,7 @@ class _Tensors:
     def get(self, name: str) -> np.ndarray:
         try:
             arr = self._file.get_tensor(name)
-        except Exception as exc:
+        except (SafetensorError, OSError) as exc:
             raise CorruptFileError(f"tensor {name!r} does not read ({_first_line(exc)})", path=self.path) from None
         if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != self.listed[name]:
             raise CorruptFileError(f"checksum mismatch in tensor {name!r}: the file was edited or damaged; "
@@ -264,6 +276,14 @@ class _BytesTensors(_Tensors):
         if {k for k in head if k != "__metadata__"} != set(self.listed):
             raise CorruptFileError("checksum mismatch: the fingerprint holds other tensors than its metadata "
                                    "lists", path=where)
+        self.layout = {}
+        for name in self.listed:
+            info = head[name]
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if (not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape)
+                    or not isinstance(info.get("dtype"), str) or info["dtype"] not in _NP_DTYPES):
+                raise CorruptFileError(f"tensor {_quote(name)} has no valid dtype and shape in the header", path=where)
+            self.layout[name] = (info["dtype"], tuple(shape))
 
     def get(self, name: str) -> np.ndarray:
         info = self._head[name]
@@ -299,6 +319,11 @@ def from_bytes(data: bytes, where: str = "<fingerprint bytes>") -> Fingerprint:
     return fp
 
 
+def _quote(name: str) -> str:
+    """A tensor name from the file for a message, cut short."""
+    return repr(name if len(name) <= 80 else name[:80] + "...")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -309,6 +334,7 @@ def load_screens(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     p = Path(path)
     meta = read_meta(p)
     t = _Tensors(p, meta)
+    _check_layout(meta, t.layout, p)
     return meta, {name[len("screen."):]: t.get(name) for name in meta["tensors"] if name.startswith("screen.")}
 
 
@@ -320,6 +346,7 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
 
 
 def _assemble(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint:
+    _check_layout(meta, t.layout, p)
     try:
         return _assemble_checked(p, meta, t)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -341,7 +368,10 @@ def _assemble_checked(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint
         fp.profiles = prof
     for tag, mode in MODE.items():
         if f"anchors.{tag}.keys" in t:
-            keys = _unblob(t.get(f"anchors.{tag}.keys"), t.get(f"anchors.{tag}.offsets"))
+            blob, offsets = t.get(f"anchors.{tag}.keys"), t.get(f"anchors.{tag}.offsets")
+            if offsets[0] != 0 or offsets[-1] != blob.size or np.any(np.diff(offsets) < 0):
+                raise ValueError(f"anchors.{tag}.offsets do not split the {blob.size} key bytes")
+            keys = _unblob(blob, offsets)
             ids = t.get(f"anchors.{tag}.ids").astype(np.int64)
             rows = t.get(f"anchors.{tag}.rows").astype(np.float32) * t.get(f"anchors.{tag}.row_scale")[:, None]
             if not len(keys) == len(ids) == rows.shape[0]:
@@ -363,3 +393,143 @@ def _assemble_checked(p: Path, meta: dict[str, Any], t: _Tensors) -> Fingerprint
     if "vocab.table" in t:
         fp.vocabulary = decode(t.get("vocab.table"), meta["tokenizer"], str(p))
     return fp
+
+
+class _LayoutError(Exception):
+    """One way the tensors contradict the metadata; becomes a CorruptFileError naming the file."""
+
+
+def _check_layout(meta: dict[str, Any], layout: Layout, p: str | Path) -> None:
+    """Every tensor's dtype and shape as the metadata and the other tensors say, and nothing else, before any
+    tensor is read (a 1-D row and a 1-D scale would otherwise broadcast to gigabytes)."""
+    try:
+        expected = _expected_layout(meta, layout)
+        for name, (dtype, shape) in sorted(layout.items()):
+            if name not in expected:
+                raise _LayoutError(f"tensor {_quote(name)} is not part of a version-1 fingerprint")
+            want = expected.pop(name)
+            if (dtype, shape) != want:
+                raise _LayoutError(f"tensor {_quote(name)} is {dtype} {list(shape)}, but its metadata and the other "
+                                   f"tensors say {want[0]} {list(want[1])}")
+        if expected:
+            raise _LayoutError(f"tensor {_quote(min(expected))}, which its metadata describes, is missing")
+    except _LayoutError as exc:
+        raise CorruptFileError(f"the fingerprint is inconsistent: {exc}", path=p) from None
+
+
+_SIZE = (int, type(None))
+_FACTS = {"format": (str,), "hidden": _SIZE, "intermediate": _SIZE, "vocab": _SIZE, "inferred": (bool,),
+          "role_tensors": (dict,), "dtype": (str, type(None)), "quantized": (bool,),
+          "tolerance": (int, float)}  # what comparison.model_facts writes and compare reads
+
+
+def _check_facts(meta: dict[str, Any]) -> None:
+    """The model facts compare words its verdict with, each present with its type (a model fingerprint)."""
+    facts, config = meta.get("facts", {}), meta.get("config_facts", {})
+    for key, types in _FACTS.items():
+        if type(facts.get(key, ...)) not in types:
+            raise _LayoutError(f"its model facts give {key} as {str(facts.get(key, 'nothing'))[:40]}")
+    if not all(type(v) is str for v in facts["role_tensors"].values()):
+        raise _LayoutError("its model facts name a role's tensor with something other than text")
+    if type(config.get("architecture")) not in (str, type(None)) or not isinstance(config.get("layout"), dict):
+        raise _LayoutError("its config facts lack an architecture name or layout")
+    if type(meta.get("model", {}).get("parameters")) is not int:
+        raise _LayoutError("it gives no parameter count for its model")
+
+
+def _count(value: Any, what: str, low: int = 0, high: int = 1 << 40) -> int:
+    """`value` as a metadata count in [low, high]."""
+    if type(value) is not int or not low <= value <= high:
+        raise _LayoutError(f"{what} is {str(value)[:40]}, not an integer in [{low}, {high}]")
+    return value
+
+
+def _dims(layout: Layout, name: str, rank: int) -> tuple[int, ...]:
+    """The shape of tensor `name`, which must be present with `rank` dims."""
+    if name not in layout or len(layout[name][1]) != rank:
+        raise _LayoutError(f"a {rank}-D tensor {_quote(name)} is missing")
+    return layout[name][1]
+
+
+def _expected_layout(meta: dict[str, Any], layout: Layout) -> Layout:
+    """(dtype, shape) of every tensor the metadata implies, sized from the metadata and the index tensors."""
+    for key in _OBJECTS:
+        if not isinstance(meta.get(key, {}), dict):
+            raise _LayoutError(f"its {key!r} metadata is not an object")
+    if not isinstance(meta.get("notes", []), list):
+        raise _LayoutError("its notes are not a list")
+    if "facts" in meta or "profiles" in layout:
+        _check_facts(meta)
+    w = meta.get("weights", {})
+    layers = w.get("layers", [])
+    if not isinstance(layers, list):
+        raise _LayoutError("its layers are not a list")
+    for layer in layers:
+        _count(layer, "a layer number", 0, 1 << 20)
+    norms = w.get("constant_norms")
+    if not (norms is None or type(norms) in (int, float) and math.isfinite(norms)) \
+            or not isinstance(w.get("problems", []), list):
+        raise _LayoutError("its weight statistics (constant norms, problems) are not a number and a list")
+    out: Layout = {}
+    if "profiles" in layout or "profiles.scale" in layout:
+        hidden, keys = _count(w.get("hidden"), "the hidden size", 1), w.get("profile_keys")
+        if not isinstance(keys, list):
+            raise _LayoutError("it has profiles but no list of profile keys")
+        out["profiles"] = ("F16", (len(layers), len(keys), hidden))
+        out["profiles.scale"] = ("F32", (len(layers), len(keys)))
+    anchors: dict[str, int] = {}
+    for tag in MODE:
+        if any(f"anchors.{tag}.{part}" in layout for part in _ANCHOR_PARTS):
+            n, hidden = _dims(layout, f"anchors.{tag}.ids", 1)[0], _count(w.get("hidden"), "the hidden size", 1)
+            anchors[tag] = n
+            for part, dtype, shape in (("keys", "U8", _dims(layout, f"anchors.{tag}.keys", 1)),
+                                       ("offsets", "I64", (n + 1,)), ("ids", "I64", (n,)),
+                                       ("rows", "I8", (n, hidden)), ("row_scale", "F32", (n,))):
+                out[f"anchors.{tag}.{part}"] = (dtype, shape)
+    out.update(_expected_sketches(w, layout, anchors))
+    out.update(_expected_screens(layout))
+    if "vocab.table" in layout:
+        if not isinstance(meta.get("tokenizer"), dict):
+            raise _LayoutError("it has a token table but no tokenizer metadata")
+        out["vocab.table"] = ("U8", _dims(layout, "vocab.table", 1))
+    return out
+
+
+def _expected_sketches(w: dict[str, Any], layout: Layout, anchors: dict[str, int]) -> Layout:
+    """The sketch tensors `weights.sketches` lists: [rows, sketch anchors] and their neuron ids."""
+    counts, sketches = w.get("sketch_anchors", {}), w.get("sketches", {})
+    if not isinstance(counts, dict) or not isinstance(sketches, dict):
+        raise _LayoutError("its sketch metadata is not an object")
+    for tag, n in counts.items():
+        if tag not in anchors:
+            raise _LayoutError(f"it counts sketch anchors for {_quote(tag)}, which has no anchors")
+        _count(n, f"{tag} sketch anchors", 0, anchors[tag])
+    out: Layout = {}
+    for name, info in sketches.items():
+        tag, _, rest = name.partition(".")
+        layer, _, key = rest.partition(".")
+        if tag not in counts or not layer.isdigit() or not key or not isinstance(info, dict):
+            raise _LayoutError(f"sketch {_quote(name)} is not described as a version-1 sketch")
+        rows = _dims(layout, f"sketch.{name}.neurons", 1)[0]
+        _count(info.get("n_out"), f"sketch {name} width", 1)
+        _count(info.get("top"), f"sketch {name} top rows", 1, rows)
+        scale = info.get("scale")
+        if type(scale) not in (int, float) or not math.isfinite(scale):
+            raise _LayoutError(f"sketch {_quote(name)} has the scale {str(scale)[:40]}, not a finite number")
+        out[f"sketch.{name}"] = ("F16", (rows, counts[tag]))
+        out[f"sketch.{name}.neurons"] = ("I64", (rows,))
+    return out
+
+
+def _expected_screens(layout: Layout) -> Layout:
+    """identify's pre-filter vectors: a MinHash, and per mode the cosines among at most SCREEN_ANCHORS anchors."""
+    out: Layout = {"screen.minhash": ("U64", (MINHASH,))} if "screen.minhash" in layout else {}
+    for tag in MODE:
+        if f"screen.{tag}" in layout or f"screen.{tag}.anchors" in layout:
+            k = _dims(layout, f"screen.{tag}.anchors", 1)[0]
+            if k > SCREEN_ANCHORS:
+                raise _LayoutError(f"its screen holds {k} anchors by {tag}, more than the {SCREEN_ANCHORS} a screen "
+                                   "keeps")
+            out[f"screen.{tag}.anchors"] = ("U64", (k,))
+            out[f"screen.{tag}"] = ("F16", (k * (k - 1) // 2,))
+    return out

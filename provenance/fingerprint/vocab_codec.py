@@ -1,7 +1,9 @@
 """A `Vocabulary` as bytes for a fingerprint file: every token with its kind, rules, merges digest.
 
 Merges are kept as their count and sha256 only (the full list would double the file); the
-comparison then reports whether merges are identical, not how many are shared.
+comparison then reports whether merges are identical, not how many are shared. Decoding is
+bounded: a table may expand to `RATIO` times its compressed size plus 5 bytes per id (real
+tables expand 2-3x), so a zlib bomb is refused after that many bytes, not after gigabytes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import numpy as np
 from provenance.errors import CorruptFileError
 from provenance.vocab.model import KINDS, Vocabulary
 
+RATIO = 16  # most a token table may expand (real ones: 2.1-2.7x)
+MAX_IDS = 1 << 22  # most ids a vocabulary may have (the largest real ones: ~262k)
+_ENTRY = struct.calcsize("<BI")  # kind code and length before each token's bytes
 _CODE = {"": 0, **{k: i + 1 for i, k in enumerate(KINDS)}}
 _KIND = {v: k for k, v in _CODE.items()}
 
@@ -36,22 +41,14 @@ def encode(v: Vocabulary) -> tuple[np.ndarray, dict[str, Any]]:
 
 def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
     """The vocabulary back from `encode`'s output; a table that does not parse is a corrupt file."""
-    try:
-        raw = zlib.decompress(blob.tobytes())
-        tokens: list[bytes | None] = []
-        kinds: list[str] = []
-        pos = 0
-        while pos < len(raw):
-            code, n = struct.unpack_from("<BI", raw, pos)
-            pos += 5
-            tokens.append(raw[pos:pos + n] if code else None)
-            kinds.append(_KIND[code])
-            pos += n
-    except (zlib.error, struct.error, KeyError) as exc:
-        raise CorruptFileError(f"the fingerprint's token table does not parse ({exc})", path=where) from None
-    if len(tokens) != fields.get("size"):
+    if not isinstance(fields, dict) or type(fields.get("size")) is not int or not 0 <= fields["size"] <= MAX_IDS:
+        size = fields.get("size") if isinstance(fields, dict) else None
+        raise CorruptFileError(f"the fingerprint's tokenizer metadata gives no vocabulary size in [0, {MAX_IDS:,}] "
+                               f"(got {str(size)[:40]!r})", path=where)
+    tokens, kinds = _parse(_inflate(blob, RATIO * blob.size + _ENTRY * fields["size"], where), fields["size"], where)
+    if len(tokens) != fields["size"]:
         raise CorruptFileError(f"the fingerprint's token table holds {len(tokens)} ids, its header says "
-                               f"{fields.get('size')}", path=where)
+                               f"{fields['size']}", path=where)
     v = Vocabulary(source=str(fields["source"]), format=str(fields["format"]), model=str(fields["model"]),
                    tokens=tokens, kinds=kinds, merges=None, pretokenizer=fields.get("pretokenizer"),
                    normalizer=fields.get("normalizer"), chat_template=fields.get("chat_template"),
@@ -59,3 +56,38 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
     if fields.get("merges_count") is not None:
         v.merges_recorded = (int(fields["merges_count"]), str(fields["merges_sha256"]))
     return v
+
+
+def _inflate(blob: np.ndarray, limit: int, where: str) -> bytes:
+    """The zlib stream decompressed, refused once it passes `limit` bytes (a zlib bomb) or is cut short."""
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(blob.tobytes(), limit + 1)
+    except zlib.error as exc:
+        raise CorruptFileError(f"the fingerprint's token table does not parse ({exc})", path=where) from None
+    if len(raw) > limit or d.unconsumed_tail:
+        raise CorruptFileError(f"the fingerprint's token table expands past {limit:,} bytes ({RATIO}x its "
+                               f"{blob.size:,} compressed bytes plus {_ENTRY} per id): refused as a zlib bomb",
+                               path=where)
+    if not d.eof or d.unused_data:
+        raise CorruptFileError("the fingerprint's token table is cut short or followed by other bytes", path=where)
+    return raw
+
+
+def _parse(raw: bytes, size: int, where: str) -> tuple[list[bytes | None], list[str]]:
+    """(tokens, kinds) from the decompressed table; at most `size` + 1 entries are read."""
+    tokens: list[bytes | None] = []
+    kinds: list[str] = []
+    pos = 0
+    while pos < len(raw) and len(tokens) <= size:
+        if pos + _ENTRY > len(raw):
+            raise CorruptFileError("the fingerprint's token table ends inside an entry", path=where)
+        code, n = struct.unpack_from("<BI", raw, pos)
+        pos += _ENTRY
+        if code not in _KIND or pos + n > len(raw):
+            raise CorruptFileError(f"the fingerprint's token table has a bad entry at id {len(tokens)} (kind code "
+                                   f"{code}, {n} bytes, {len(raw) - pos} left)", path=where)
+        tokens.append(raw[pos:pos + n] if code else None)
+        kinds.append(_KIND[code])
+        pos += n
+    return tokens, kinds

@@ -4,17 +4,23 @@ Exporters store Linear weights under anonymous names (`onnx::MatMul_1525`, `val_
 [in, out] order, and quantizers split them into integers plus a scale (and zero point).
 This module finds each float weight the graph computes from constants alone and names it
 the way PyTorch would: from the bias added after it, or from the exporter's node scope.
-It reads no tensor data, only names, shapes and types.
+It reads no tensor data, only names, shapes and types. The graph comes from the accused party:
+every walk is iterative, every node it folds is checked against the ONNX spec, and a folded
+constant may not take more than `FOLD_FACTOR` times the bytes it is stored in.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
+
+from provenance.errors import CorruptFileError
 
 # Ops whose output is a constant when all their inputs are (dequantization chains).
 FOLDABLE = frozenset({"Cast", "Mul", "Sub", "Div", "Add", "DequantizeLinear", "Transpose", "Identity"})
@@ -39,6 +45,20 @@ DTYPE_NAMES = {**FLOAT_TYPES, TensorProto.UINT8: "U8", TensorProto.INT8: "I8",
                TensorProto.UINT64: "U64"}  # the element types this package can decode
 
 RECOVERY_METHODS = ("kept", "bias", "scope", "original", "collision")
+# Element types torch adds, subtracts, multiplies and divides (not bool, not the unsigned wide types).
+ARITH_TYPES = frozenset(FLOAT_TYPES) | {TensorProto.UINT8, TensorProto.INT8, TensorProto.INT16,
+                                       TensorProto.INT32, TensorProto.INT64}
+_DQ_TYPES = frozenset({TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT16, TensorProto.INT16,
+                       TensorProto.INT32})  # what DequantizeLinear dequantizes
+# A folded constant (all its intermediates together) may take this many times the bytes of the stored
+# constants it is computed from, plus FOLD_SLACK: int8 -> Cast -> Sub -> Mul -> Transpose takes 16x.
+FOLD_FACTOR = 16
+FOLD_SLACK = 1 << 20
+MAX_FOLD_NODES = 8  # a longer constant expression is no dequantization chain: left to the runtime
+
+
+class _NotFoldable(Exception):
+    """A valid node this module does not fold (left to the runtime); never leaves this module."""
 
 
 @dataclass(frozen=True)
@@ -66,21 +86,29 @@ class GraphIndex:
     consumers: dict[str, list[tuple[int, onnx.NodeProto, int]]] = field(
         default_factory=lambda: defaultdict(list))  # value -> (node index, node, input slot)
     fold_nodes: set[int] = field(default_factory=set)
+    parts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folded value -> the folded values it needs
+    costs: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # -> (its bytes, stored inputs)
     n_nodes: int = 0
+    path: Path | None = None
 
     @classmethod
-    def build(cls, graph: onnx.GraphProto) -> GraphIndex:
+    def build(cls, graph: onnx.GraphProto, *, path: Path | None = None) -> GraphIndex:
         """Index initializers, Constant nodes and constant-only dequantization nodes."""
-        index = cls(outputs={o.name for o in graph.output}, n_nodes=len(graph.node))
+        index = cls(outputs={o.name for o in graph.output}, n_nodes=len(graph.node), path=path)
         for tensor in graph.initializer:
             index._add_const(tensor.name, tensor)
         for i, node in enumerate(graph.node):
             for slot, name in enumerate(node.input):
                 if name:
                     index.consumers[name].append((i, node, slot))
+            if looped := next((o for o in node.output if o and o in node.input), None):
+                raise index.bad_node(node, f"reads its own output {quote(looped)} (a graph has no cycles)")
+            if redefined := next((o for o in node.output if o and o in index.types), None):
+                raise index.bad_node(node, f"writes {quote(redefined)}, which is already an initializer or "
+                                     "the output of an earlier node (ONNX assigns each value once)")
             if node.domain not in ("", "ai.onnx"):
                 continue
-            if node.op_type == "Constant" and len(node.output) == 1:
+            if node.op_type == "Constant" and len(node.output) == 1 and node.output[0]:
                 tensor = constant_value(node)
                 if tensor is not None:
                     index._add_const(node.output[0], tensor)
@@ -94,22 +122,52 @@ class GraphIndex:
         self.shapes[name] = tuple(int(d) for d in tensor.dims)
         self.types[name] = int(tensor.data_type)
 
+    def bad_node(self, node: onnx.NodeProto, why: str) -> CorruptFileError:
+        """The error for a node that breaks the ONNX spec (or our memory bound)."""
+        what = f"node {quote(node.name)}" if node.name else "unnamed node"
+        if not node.name and node.output:
+            what += f" writing {quote(node.output[0])}"
+        return CorruptFileError(f"{node.op_type} {what} {why}; the file is corrupt or built to break readers: "
+                                "re-export it", path=self.path)
+
     def _try_fold(self, i: int, node: onnx.NodeProto) -> None:
         """Mark node `i` as folded when all its inputs are constants and its output is inferable."""
         names = [n for n in node.input if n]
-        if len(node.output) != 1 or not names or not all(n in self.types for n in names):
+        if len(node.output) != 1 or not node.output[0] or not names or not all(n in self.types for n in names):
             return
         if any(self.types[n] not in DTYPE_NAMES for n in names):
             return
         try:
             shape, etype = _infer(node, [self.shapes[n] for n in names], [self.types[n] for n in names])
-        except (ValueError, KeyError, IndexError, TypeError):
-            return  # not a well-formed constant expression: leave it to the runtime
-        if etype not in DTYPE_NAMES:
-            return
+        except _NotFoldable:
+            return  # valid, but not ours to fold: the runtime computes it
+        except ValueError as exc:
+            raise self.bad_node(node, f"is not valid ONNX ({exc})") from None
         out = node.output[0]
-        self.folds[out], self.shapes[out], self.types[out] = node, shape, etype
+        parts = tuple({out: None, **{p: None for n in names for p in self.parts.get(n, ())}})
+        if etype not in DTYPE_NAMES or len(parts) > MAX_FOLD_NODES:
+            return
+        self.costs[out] = (numel(shape) * itemsize(etype), tuple(n for n in names if n not in self.folds))
+        self.folds[out], self.shapes[out], self.types[out], self.parts[out] = node, shape, etype, parts
         self.fold_nodes.add(i)
+        self._check_size(node, names, parts)
+
+    def _check_size(self, node: onnx.NodeProto, names: list[str], parts: tuple[str, ...]) -> None:
+        """Refuse a folded constant whose computation (every intermediate kept) would take more than
+        FOLD_FACTOR times the bytes of the distinct stored constants it reads."""
+        need = sum(self.costs[p][0] for p in parts)
+        stored = sum(self.nbytes(leaf) for leaf in {leaf for p in parts for leaf in self.costs[p][1]})
+        if need <= FOLD_FACTOR * stored + FOLD_SLACK:
+            return
+        out, shape = node.output[0], self.shapes[node.output[0]]
+        how = " x ".join(str(list(self.shapes[n])) for n in names)
+        raise self.bad_node(node, f"would take {_human(need)} to compute {quote(out)} of shape {list(shape)} "
+                            f"(from {how}) out of {_human(stored)} stored in the file, more than "
+                            f"{FOLD_FACTOR}x")
+
+    def nbytes(self, name: str) -> int:
+        """Bytes a constant or folded value takes in memory (0 for element types we cannot decode)."""
+        return numel(self.shapes[name]) * itemsize(self.types[name])
 
     def live_uses(self, name: str) -> list[tuple[int, onnx.NodeProto, int]]:
         """Uses of `name` by nodes that run at inference time (not folded away)."""
@@ -125,15 +183,38 @@ class GraphIndex:
         return bool(uses) and all(slot in _QPARAM_SLOTS.get(n.op_type, ()) for _, n, slot in uses)
 
     def leaves(self, name: str) -> list[str]:
-        """The stored constants a (possibly folded) value is computed from, deduplicated."""
-        if name not in self.folds:
-            return [name]
+        """The stored constants a (possibly folded) value is computed from, deduplicated, in input order."""
         out: list[str] = []
-        for arg in self.folds[name].input:
-            for leaf in self.leaves(arg) if arg else []:
-                if leaf not in out:
-                    out.append(leaf)
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            value = stack.pop()
+            if value in seen:
+                continue
+            seen.add(value)
+            node = self.folds.get(value)
+            if node is None:
+                out.append(value)
+            else:
+                stack.extend(reversed([a for a in node.input if a]))
         return out
+
+    def fold_order(self, name: str) -> list[str]:
+        """The folded values `name` needs, each after its inputs (`name` last; empty for a stored one)."""
+        order: list[str] = []
+        done: set[str] = set()
+        stack = [(name, False)]
+        while stack:
+            value, ready = stack.pop()
+            if value in done or value not in self.folds:
+                continue
+            if ready:
+                done.add(value)
+                order.append(value)
+                continue
+            stack.append((value, True))
+            stack.extend((a, False) for a in reversed(self.folds[value].input) if a and a not in done)
+        return order
 
     def first_use(self, name: str) -> int:
         """Index of the first live node that reads `name` (graph order), for stable listings."""
@@ -142,37 +223,87 @@ class GraphIndex:
 
 
 def constant_value(node: onnx.NodeProto) -> TensorProto | None:
-    """The tensor a Constant node produces, or None for sparse / string forms."""
+    """The tensor a Constant node produces, or None for sparse / string forms (or a mistyped attribute)."""
+    forms = {"value": (AttributeProto.TENSOR, None), "value_float": (AttributeProto.FLOAT, np.float32),
+             "value_floats": (AttributeProto.FLOATS, np.float32), "value_int": (AttributeProto.INT, np.int64),
+             "value_ints": (AttributeProto.INTS, np.int64)}
     for attr in node.attribute:
-        if attr.name == "value":
+        kind, dtype = forms.get(attr.name, (None, None))
+        if kind is None or attr.type != kind:
+            continue
+        if dtype is None:
             return attr.t
-        if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
-            dtype = np.float32 if "float" in attr.name else np.int64
-            return numpy_helper.from_array(np.array(helper.get_attribute_value(attr), dtype=dtype))
+        return numpy_helper.from_array(np.array(helper.get_attribute_value(attr), dtype=dtype))
+    return None
+
+
+def int_attr(node: onnx.NodeProto, name: str, default: int | None = None) -> int:
+    """An INT attribute of `node`; ValueError when it is missing (without default) or of another type."""
+    for attr in node.attribute:
+        if attr.name == name:
+            if attr.type != AttributeProto.INT:
+                raise ValueError(f"attribute {quote(name)} is not an int")
+            return int(attr.i)
+    if default is None:
+        raise ValueError(f"attribute {quote(name)} is missing")
+    return default
+
+
+def _ints_attr(node: onnx.NodeProto, name: str) -> list[int] | None:
+    """An INTS attribute of `node`, or None when absent; ValueError when of another type."""
+    for attr in node.attribute:
+        if attr.name == name:
+            if attr.type != AttributeProto.INTS:
+                raise ValueError(f"attribute {quote(name)} is not a list of ints")
+            return [int(i) for i in attr.ints]
     return None
 
 
 def _infer(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
            types: list[int]) -> tuple[tuple[int, ...], int]:
-    """Static shape and element type of a foldable node's output."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    """Static shape and element type of a foldable node's output; ValueError where the node is invalid."""
     op = node.op_type
+    if op == "DequantizeLinear":
+        return _dequantize_shape(node, shapes, types)
+    if op in ("Identity", "Cast", "Transpose") and len(shapes) != 1:
+        raise ValueError(f"{op} takes one input, not {len(shapes)}")
     if op == "Identity":
         return shapes[0], types[0]
     if op == "Cast":
-        return shapes[0], int(attrs["to"])
+        return shapes[0], int_attr(node, "to")
     if op == "Transpose":
-        perm = list(attrs.get("perm", range(len(shapes[0]) - 1, -1, -1)))
+        perm = _ints_attr(node, "perm")
+        perm = list(range(len(shapes[0]) - 1, -1, -1)) if perm is None else perm
         if sorted(perm) != list(range(len(shapes[0]))):
-            raise ValueError(f"bad perm {perm}")
+            raise ValueError(f"perm {perm[:8]} is not a permutation of the {len(shapes[0])} axes")
         return tuple(shapes[0][p] for p in perm), types[0]
-    if op == "DequantizeLinear":
-        if attrs.get("block_size", 0) and len(shapes[1]) != len(shapes[0]):
-            raise ValueError("blocked scale of another rank")
-        return shapes[0], int(attrs.get("output_dtype", 0) or types[1])
     if len(shapes) != 2 or types[0] != types[1]:
         raise ValueError(f"{op} needs two inputs of one type")
+    if types[0] not in ARITH_TYPES:
+        raise _NotFoldable(op)
     return tuple(int(d) for d in np.broadcast_shapes(shapes[0], shapes[1])), types[0]
+
+
+def _dequantize_shape(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
+                      types: list[int]) -> tuple[tuple[int, ...], int]:
+    """Output shape and type of DequantizeLinear, its scale and zero point checked against the input."""
+    if len(shapes) not in (2, 3) or len(node.input) < 2 or not node.input[1]:
+        raise ValueError("DequantizeLinear takes an input, a scale and an optional zero point")
+    x, s = shapes[0], shapes[1]
+    if types[0] not in _DQ_TYPES or types[1] not in FLOAT_TYPES:
+        raise _NotFoldable("DequantizeLinear")
+    if len(shapes) == 3 and (shapes[2] != s or types[2] != types[0]):
+        raise ValueError(f"zero point of shape {list(shapes[2])} does not match scale shape {list(s)}")
+    block, axis = int_attr(node, "block_size", 0), int_attr(node, "axis", 1)
+    if block or len(s) > 1 or numel(s) != 1:
+        if not -len(x) <= axis < len(x):
+            raise ValueError(f"axis {axis} is out of range for an input of rank {len(x)}")
+        ax = axis % len(x)
+        want = [-(-x[d] // block) if d == ax else x[d] for d in range(len(x))] if block > 0 else [x[ax]]
+        if block < 0 or list(s) != want:
+            raise ValueError(f"scale shape {list(s)} does not fit input shape {list(x)} on axis {axis}"
+                             + (f" in blocks of {block}" if block else ""))
+    return x, int_attr(node, "output_dtype", 0) or types[1]
 
 
 def find_weights(index: GraphIndex) -> tuple[list[WeightSpec], dict[str, str]]:
@@ -202,8 +333,26 @@ def _worth_exposing(name: str, shape: tuple[int, ...]) -> bool:
 
 
 def numel(shape: tuple[int, ...] | list[int]) -> int:
-    """Number of elements for a shape (1 for a scalar)."""
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    """Number of elements for a shape (1 for a scalar), exact however large the dims."""
+    return math.prod(int(d) for d in shape)
+
+
+def itemsize(etype: int) -> int:
+    """Bytes per element of an element type this package decodes (0 for the others)."""
+    return int(helper.tensor_dtype_to_np_dtype(etype).itemsize) if etype in DTYPE_NAMES else 0
+
+
+def quote(name: str, limit: int = 80) -> str:
+    """A name from the file for a message: repr'd (no raw bytes) and cut to `limit` characters."""
+    return repr(name if len(name) <= limit else name[:limit] + "...")
+
+
+def _human(n: int) -> str:
+    """Bytes in words: '3.6 GB'."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _plain_spec(index: GraphIndex, name: str) -> WeightSpec:
@@ -222,8 +371,12 @@ def _ort_spec(index: GraphIndex, name: str) -> WeightSpec | str:
     scale, zp = base + _ORT_SCALE, base + _ORT_ZP
     zp_name = zp if zp in index.consts else None
     shape, s_shape = index.shapes[name], index.shapes[scale]
+    if name not in index.consts:
+        return "computed by the graph, not stored: not onnxruntime's quantized weight"
     if index.types[name] not in DTYPE_NAMES or index.types[scale] not in FLOAT_TYPES:
         return f"types {index.types[name]}/{index.types[scale]} are not integer/float"
+    if zp_name and (index.shapes[zp_name] != s_shape or index.types[zp_name] != index.types[name]):
+        return f"zero point {list(index.shapes[zp_name])} does not match scale {list(s_shape)}"
     axis = _scale_axis(index, name, shape, s_shape)
     if axis == "bad":
         return f"scale shape {list(s_shape)} does not fit weight shape {list(shape)}"
@@ -239,10 +392,10 @@ def _scale_axis(index: GraphIndex, name: str, shape: tuple[int, ...],
         return None
     if len(s_shape) == len(shape) and len(shape) > 1:
         try:
-            np.broadcast_shapes(s_shape, shape)
+            fits_in = np.broadcast_shapes(s_shape, shape) == tuple(shape)
         except ValueError:
             return "bad"
-        return None
+        return None if fits_in else "bad"  # a scale may not make the weight larger
     if len(s_shape) != 1 or not shape:
         return "bad"
     fits = [ax for ax in (len(shape) - 1, 0) if shape[ax] == s_shape[0]]
@@ -271,8 +424,10 @@ def needs_transpose(index: GraphIndex, spec: WeightSpec) -> bool:
     if node is None:
         return False
     if node.op_type == "Gemm":
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        return not attrs.get("transB", 0)
+        try:
+            return not int_attr(node, "transB", 0)
+        except ValueError as exc:
+            raise index.bad_node(node, f"is not valid ONNX ({exc})") from None
     return True
 
 
@@ -301,9 +456,9 @@ def _bias_after(index: GraphIndex, node: onnx.NodeProto, n_out: int) -> str | No
     """The `<module>.bias` constant added to a linear node's output within a few Cast/Mul hops."""
     if node.op_type == "Gemm" and len(node.input) > 2 and is_param_name(node.input[2]):
         return node.input[2] if node.input[2].endswith(".bias") else None
-    frontier = [node.output[0]]
+    frontier = list(node.output[:1])
     for _ in range(_MAX_WALK + 1):
-        nxt: list[str] = []
+        nxt: dict[str, None] = {}  # each value once, however many paths reach it
         for value in frontier:
             for _, user, slot in index.live_uses(value):
                 if user.op_type == "Add" and len(user.input) == 2:
@@ -312,8 +467,8 @@ def _bias_after(index: GraphIndex, node: onnx.NodeProto, n_out: int) -> str | No
                             and numel(index.shapes[other]) == n_out):
                         return other
                 elif user.op_type in _WALK_OPS:
-                    nxt.append(user.output[0])
-        frontier = nxt
+                    nxt.update(dict.fromkeys(user.output[:1]))
+        frontier = list(nxt)
     return None
 
 
@@ -365,10 +520,24 @@ def recover_names(index: GraphIndex, specs: list[WeightSpec]) -> tuple[list[str]
         if not clash:  # two weights both named so by the file: fall back on all of them
             clash = [i for i, n in enumerate(names) if counts[n] > 1]
         for i in clash:
-            names[i] = next(f for f in fallbacks[i] if f != names[i])
-            fallbacks[i].remove(names[i])
+            names[i] = next((f for f in fallbacks[i] if f != names[i]), names[i])
+            if names[i] in fallbacks[i]:
+                fallbacks[i].remove(names[i])
             methods[i] = "collision"
+    _number_apart(names, methods)
     return names, methods
+
+
+def _number_apart(names: list[str], methods: list[str]) -> None:
+    """Suffix '#i' to any name still taken (a graph can name its values to defeat the fallbacks)."""
+    taken, seen = set(names), set()
+    for i, name in enumerate(names):
+        if name in seen:
+            while name in taken:
+                name = f"{name}#{i}"
+            names[i], methods[i] = name, "collision"
+            taken.add(name)
+        seen.add(name)
 
 
 def recovery_counts(methods: list[str]) -> dict[str, int]:

@@ -3,20 +3,23 @@
 The graph analysis (which constants are weights, what to call them, which way round they
 are) lives in `onnx_graph`; this module loads the protobuf without external data, checks
 every stored tensor against its dims and its external file, and computes one weight at a
-time on `read`: dequantizing integers and transposing MatMul weights to [out, in].
+time on `read`: dequantizing integers and transposing MatMul weights to [out, in]. Folding
+runs without recursion, drops each intermediate once used, and never divides by zero.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import onnx
 import torch
-from google.protobuf.message import DecodeError
-from onnx import TensorProto, helper, numpy_helper
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+from onnx import TensorProto, numpy_helper
 
 from provenance.errors import (
     CorruptFileError,
@@ -32,8 +35,10 @@ from provenance.io.onnx_graph import (
     GraphIndex,
     WeightSpec,
     find_weights,
+    int_attr,
     needs_transpose,
     numel,
+    quote,
     recover_names,
     recovery_counts,
 )
@@ -88,7 +93,7 @@ class OnnxTensorReader:
         """Parse the graph and check every stored tensor; no weight data is decoded yet."""
         self.path = Path(path)
         model = load_model_proto(self.path)
-        self._index = GraphIndex.build(model.graph)
+        self._index = GraphIndex.build(model.graph, path=self.path)
         self._external = check_external_tensors(self.path, self._index.consts)
         specs, skipped = find_weights(self._index)
         names, methods = recover_names(self._index, specs)
@@ -124,7 +129,7 @@ class OnnxTensorReader:
         if plan is None:
             raise TensorNotFoundError(name, self._plans, path=self.path)
         spec = plan.spec
-        value = self._dequantize_ort(spec) if spec.ort else self._evaluate(spec.value, {})
+        value = self._dequantize_ort(spec) if spec.ort else self._evaluate(spec.value)
         if spec.quantized and value.dtype != torch.float32:
             value = value.to(torch.float32)
         return value.t().contiguous() if plan.transpose else value
@@ -146,16 +151,26 @@ class OnnxTensorReader:
         """A stored constant as a CPU tensor (from the protobuf or its external file)."""
         return _to_torch(name, self._index.consts[name], self._external.get(name), self.path)
 
-    def _evaluate(self, name: str, memo: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A constant, folding the Cast/Mul/Sub/DequantizeLinear/... nodes that compute it."""
-        if name in memo:
-            return memo[name]
-        node = self._index.folds.get(name)
-        if node is None:
-            memo[name] = self._const(name)
-        else:
-            args = [self._evaluate(n, memo) if n else None for n in node.input]
-            memo[name] = _apply(node, args, self._index.types[name])
+    def _evaluate(self, name: str) -> torch.Tensor:
+        """A constant, folding the Cast/Mul/Sub/DequantizeLinear/... nodes that compute it in order,
+        each intermediate dropped as soon as nothing left needs it."""
+        folds = self._index.folds
+        order = self._index.fold_order(name)
+        if not order:
+            return self._const(name)
+        left = Counter(a for value in order for a in folds[value].input if a)  # reads still to come
+        memo: dict[str, torch.Tensor] = {}
+        for value in order:
+            node = folds[value]
+            for a in node.input:
+                if a and a not in memo:
+                    memo[a] = self._const(a)  # folds come in order: anything else is stored
+            memo[value] = _apply(node, [memo[a] if a else None for a in node.input], self._index.types[value],
+                                 self.path)
+            for a in filter(None, node.input):
+                left[a] -= 1
+                if left[a] == 0:
+                    del memo[a]
         return memo[name]
 
     def _dequantize_ort(self, spec: WeightSpec) -> torch.Tensor:
@@ -190,14 +205,13 @@ def _align(p: torch.Tensor, x: torch.Tensor, axis: int | None, block_size: int) 
         view = [1] * x.dim()
         view[axis] = -1
         return p.reshape(view)
-    if block_size and p.dim() == x.dim():
-        return p.repeat_interleave(block_size, dim=axis).narrow(axis, 0, x.shape[axis])
+    if block_size and p.dim() == x.dim():  # index, never repeat: block_size may be far larger than x
+        return p.index_select(axis, torch.arange(x.shape[axis]) // block_size)
     return p
 
 
-def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int) -> torch.Tensor:
-    """Run one foldable node on constant tensors."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int, path: Path) -> torch.Tensor:
+    """Run one foldable node on constant tensors (GraphIndex checked its attributes, shapes and types)."""
     op, a = node.op_type, args[0]
     assert a is not None
     if op == "Identity":
@@ -205,18 +219,32 @@ def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int)
     if op == "Cast":
         return a.to(_TORCH_DTYPES[out_type])
     if op == "Transpose":
-        return a.permute(*attrs.get("perm", range(a.dim() - 1, -1, -1))).contiguous()
+        perm = next((list(attr.ints) for attr in node.attribute if attr.name == "perm"), None)
+        return a.permute(*(range(a.dim() - 1, -1, -1) if perm is None else perm)).contiguous()
     if op == "DequantizeLinear":
         zp = args[2] if len(args) > 2 else None
-        axis = int(attrs.get("axis", 1))
+        axis = int_attr(node, "axis", 1)
         axis = axis + a.dim() if axis < 0 else axis
         return dequantize(a, args[1], zp, axis=axis if a.dim() else None,  # type: ignore[arg-type]
-                          out_dtype=_TORCH_DTYPES[out_type], block_size=int(attrs.get("block_size", 0)))
+                          out_dtype=_TORCH_DTYPES[out_type], block_size=int_attr(node, "block_size", 0))
     b = args[1]
     assert b is not None
     if op == "Div" and not a.is_floating_point():
-        return torch.div(a, b, rounding_mode="trunc")
+        return _int_div(node, a, b, path)
     return {"Mul": torch.mul, "Sub": torch.sub, "Div": torch.div, "Add": torch.add}[op](a, b)
+
+
+def _int_div(node: onnx.NodeProto, a: torch.Tensor, b: torch.Tensor, path: Path) -> torch.Tensor:
+    """Integer a / b truncated, as ONNX Div; refuses a zero divisor, and computes MIN / -1 (which
+    traps the CPU, killing the process) as the wrapped negation."""
+    if bool((b == 0).any()):
+        raise CorruptFileError(f"constant Div node {quote(node.name)} divides integers by zero; the file is "
+                               "corrupt or built to break readers: re-export it", path=path)
+    if not b.dtype.is_signed:
+        return torch.div(a, b, rounding_mode="trunc")
+    minus_one = b == -1
+    q = torch.div(a, torch.where(minus_one, torch.ones_like(b), b), rounding_mode="trunc")
+    return torch.where(minus_one, -a, q)
 
 
 def load_model_proto(path: Path) -> onnx.ModelProto:
@@ -238,7 +266,26 @@ def load_model_proto(path: Path) -> onnx.ModelProto:
         raise CorruptFileError(f"not an ONNX model: {size} bytes parsed without a graph or IR "
                                "version; pass an .onnx file exported by torch.onnx or onnxruntime",
                                path=path)
+    if (field := _non_text_field(model)) is not None:
+        raise CorruptFileError(f"a text field ({field}) holds bytes that are not UTF-8: the file is corrupt; "
+                               "re-download or re-export it", path=path)
     return model
+
+
+def _non_text_field(model: onnx.ModelProto) -> str | None:
+    """The first string field (doc strings aside: nothing reads them) that protobuf handed back as bytes (not
+    UTF-8), walking the messages iteratively."""
+    stack: list[Message] = [model]
+    while stack:
+        message = stack.pop()
+        for fd, value in message.ListFields():
+            if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend([value] if isinstance(value, Message) else value)
+            elif fd.type != FieldDescriptor.TYPE_STRING or fd.name == "doc_string":
+                continue
+            elif any(not isinstance(v, str) for v in ([value] if isinstance(value, (str, bytes)) else value)):
+                return fd.full_name
+    return None
 
 
 def _model_facts(model: onnx.ModelProto, methods: list[str], skipped: dict[str, str]) -> dict:
@@ -256,9 +303,12 @@ def _model_facts(model: onnx.ModelProto, methods: list[str], skipped: dict[str, 
 
 
 def _nbytes(tensor: TensorProto) -> int:
-    """Stored bytes of a tensor: its dims times its element size (rounded up for 4-bit)."""
+    """Stored bytes of a tensor: its dims times its element size (rounded up for 4-bit), exactly."""
     size = _ITEMSIZE.get(tensor.data_type)
-    return int(np.ceil(numel(list(tensor.dims)) * size)) if size is not None else 0
+    if size is None:
+        return 0
+    n = numel(list(tensor.dims))
+    return (n + 1) // 2 if size == 0.5 else n * int(size)
 
 
 def check_external_tensors(path: Path, consts: dict[str, TensorProto]) -> dict[str, _External]:
