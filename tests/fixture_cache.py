@@ -166,20 +166,23 @@ def _feed_function(h: hashlib._Hash, fn: types.FunctionType, seen: set[int]) -> 
 
 def _source(fn: types.FunctionType) -> str:
     """`inspect.getsource`, except that a lambda gives only its expression: the text around it (the rest
-    of a dict of recipes, the call it is passed to) is not part of the recipe."""
+    of a dict of recipes, the call it is passed to) is not part of the recipe. Without source (a REPL),
+    the bytecode stands in for it."""
     code = fn.__code__
-    if code.co_name != "<lambda>":
-        return inspect.getsource(fn)
-    spans = [p for p in (i.positions for i in dis.get_instructions(code))  # RESUME, RETURN_VALUE: empty spans
-             if p and p.lineno and p.col_offset is not None and (p.end_lineno, p.end_col_offset) > (p.lineno, p.col_offset)]
     lines = linecache.getlines(code.co_filename)
-    if not spans or not lines:
+    spans = [p for p in (i.positions for i in dis.get_instructions(code))  # RESUME, RETURN_VALUE: empty spans
+             if p and p.lineno and p.col_offset is not None
+             and (p.end_lineno, p.end_col_offset) > (p.lineno, p.col_offset)]
+    if code.co_name == "<lambda>" and spans and lines:
+        l0, c0 = min((p.lineno, p.col_offset) for p in spans)
+        l1, c1 = max((p.end_lineno, p.end_col_offset) for p in spans)
+        if l0 == l1:
+            return lines[l0 - 1][c0:c1]
+        return lines[l0 - 1][c0:] + "".join(lines[l0:l1 - 1]) + lines[l1 - 1][:c1]
+    try:
         return inspect.getsource(fn)
-    l0, c0 = min((p.lineno, p.col_offset) for p in spans)
-    l1, c1 = max((p.end_lineno, p.end_col_offset) for p in spans)
-    if l0 == l1:
-        return lines[l0 - 1][c0:c1]
-    return lines[l0 - 1][c0:] + "".join(lines[l0:l1 - 1]) + lines[l1 - 1][:c1]
+    except OSError:
+        return f"{code.co_code.hex()}{code.co_consts!r}{code.co_names!r}"
 
 
 _DATA = (str, int, float, bool, tuple, list, dict, set, frozenset, torch.Tensor, torch.dtype)

@@ -128,5 +128,6 @@ def test_entries_of_other_recipes_go_once_stale(tmp_path, monkeypatch):
 def test_a_name_that_would_leave_the_cache_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("PROVENANCE_TEST_CACHE", str(tmp_path))
     for name in ("../x", "a/b/c", ".hidden", "group/"):
-        with pytest.raises(ValueError, match=rf"The 'name' parameter of cached must be .* Got {re.escape(repr(name))} instead\."):
+        expected = rf"The 'name' parameter of cached must be .* Got {re.escape(repr(name))} instead\."
+        with pytest.raises(ValueError, match=expected):
             cached(name, "0123456789ab", lambda folder: None)
