@@ -65,6 +65,7 @@ def test_full_and_fingerprint_comparisons_give_the_same_label(reranker_minilm):
     assert full.verdict.confidence == fp.verdict.confidence == 1.0
 
 
+@pytest.mark.slow  # two more full comparisons of 12-layer models
 def test_the_reverse_pair_calls_the_deeper_model_the_fuller_one_and_the_lineage_agrees():
     v = compare(require(MINILM_DIR), require(RERANKER_ONNX), OPTS).verdict
     assert v.relation == "base is a layer subset, fine-tune or perturbation", v.relation
@@ -77,6 +78,7 @@ def test_the_reverse_pair_calls_the_deeper_model_the_fuller_one_and_the_lineage_
     assert short_label(v.relation, reason) == "layer subset"  # the graph's edge says what the reason says
 
 
+@pytest.mark.slow  # two more full comparisons of 12-layer models
 def test_equal_layer_counts_are_never_depth_up_scaled_and_onnx_names_are_not_renamings():
     """ms-marco-MiniLM-L-12 and bge-small: 12 layers each, both ONNX, one under a task head's `bert.` prefix."""
     for r in _both(RERANKER_ONNX, BGE_ONNX):
