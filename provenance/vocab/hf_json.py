@@ -172,8 +172,7 @@ def _pretokenizer(pre: Any) -> str | None:
     if not isinstance(pre, dict):
         return None
     if pre.get("type") == "Sequence":
-        steps = pre.get("pretokenizers")
-        parts = [_pretokenizer(p) for p in steps] if isinstance(steps, list) else []
+        parts = [_pretokenizer(p) for p in pre.get("pretokenizers") or []]
         return " → ".join(p for p in parts if p) or None
     pattern = pre.get("pattern")
     if isinstance(pattern, dict):
