@@ -168,6 +168,9 @@ def _check_extent(field: ReaderField, data_start: int, file_size: int) -> None:
     if dims and dims[0] % block:
         raise _GGUFProblem(f"tensor {name!r} has rows of {dims[0]} values, not a multiple of the "
                            f"{qtype.name} block size {block}; the header is corrupt")
+    if math.prod(d for d in dims if d) > 2**60:  # torch's int64 strides would overflow, even for an empty tensor
+        raise _GGUFProblem(f"tensor {name!r} has dims {dims}, too large to index even when empty; the header is "
+                           "corrupt")
     begin = data_start + int(field.parts[5][0])
     end = begin + math.prod(dims) * type_size // block
     if end > file_size:
@@ -266,8 +269,15 @@ class GGUFTensorReader:
         buf = self._pread(self._locations[name].offset, info.nbytes)
         if not info.quantized:
             return _plain_tensor(buf, info, swap=self._byte_swapped)
+        if info.numel == 0:  # gguf's dequantizers cannot reshape an empty array
+            return torch.zeros(info.shape, dtype=torch.float32)
         raw = np.frombuffer(buf, dtype=np.uint8).reshape(gguf.quants.quant_shape_to_byte_shape(info.shape, qtype))
-        values = gguf.quants.dequantize(raw, qtype)  # [*shape] float32
+        try:
+            values = gguf.quants.dequantize(raw, qtype)  # [*shape] float32
+        except (ValueError, IndexError) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptFileError(f"cannot dequantize tensor {name!r} ({qtype.name} {list(info.shape)}): {detail}",
+                                   path=self.path) from None
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(info.shape)
 
     def config(self) -> dict[str, Any]:

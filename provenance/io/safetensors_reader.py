@@ -85,6 +85,10 @@ def _check_entries(path: Path, header: dict, data_size: int) -> None:
         if end - begin != expected:
             raise CorruptFileError(f"tensor {name!r} spans {end - begin} bytes but shape {shape} "
                                    f"{e['dtype']} needs {expected}", path=path)
+        # An empty [0, 4, 2^62] spans its 0 bytes, but torch's int64 strides for it would overflow.
+        if math.prod(d for d in shape if d) * DTYPES[dtype][1] > 2**62:
+            raise CorruptFileError(f"tensor {str(name)[:80]!r} has shape {shape}, too large to index even when "
+                                   "empty", path=path)
         if end > data_size:
             raise CorruptFileError(f"truncated: tensor {name!r} needs bytes {begin}..{end} of the data "
                                    f"section but the file holds {data_size}; re-download the file",

@@ -172,7 +172,8 @@ def _pretokenizer(pre: Any) -> str | None:
     if not isinstance(pre, dict):
         return None
     if pre.get("type") == "Sequence":
-        parts = [_pretokenizer(p) for p in pre.get("pretokenizers") or []]
+        steps = pre.get("pretokenizers")
+        parts = [_pretokenizer(p) for p in steps] if isinstance(steps, list) else []
         return " → ".join(p for p in parts if p) or None
     pattern = pre.get("pattern")
     if isinstance(pattern, dict):

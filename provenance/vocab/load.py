@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from provenance.errors import (
     CheckpointNotFoundError,
+    CorruptFileError,
     MissingFileError,
     UnknownFormatError,
 )
@@ -102,6 +103,17 @@ def read_tokenizer_file(path: Path) -> Vocabulary:
 
 
 def _from_json(path: Path) -> Vocabulary:
+    try:
+        return _json_tokenizer(path)
+    except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate ("\\ud800"), which no text encodes
+        bad = exc.object[exc.start:exc.end]
+        raise CorruptFileError(f"holds {bad!r}, a lone surrogate: not valid Unicode, so not a tokenizer's text",
+                               path=path) from None
+    except RecursionError:  # parsed just below the recursion limit, then walked a few frames deeper
+        raise CorruptFileError("JSON nested too deeply for a tokenizer", path=path) from None
+
+
+def _json_tokenizer(path: Path) -> Vocabulary:
     data = read_json(path)
     if is_tokenizer_json(data):
         return read_tokenizer_json(path, data)
