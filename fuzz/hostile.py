@@ -7,6 +7,7 @@ import random
 import re
 from typing import Any
 
+MAX_TEXT = 4 << 20  # documents past this are not serialised (an input is cut to 1 MiB anyway)
 _DEEP = re.compile(r'"@@deep:(\d+):([ld])@@"')  # placeholders, replaced by deep nesting after serialisation
 
 
@@ -46,9 +47,29 @@ def hostile(rng: random.Random) -> Any:
     return rng.choice(("a", "b", "NORMAL", "bpe", "WordPiece", "Unigram", "BPE", "ByteLevel", "Metaspace"))
 
 
+def size_of(obj: Any, budget: int) -> int:
+    """About how many bytes `obj` serialises to, counting shared values once per reference; stops past `budget`."""
+    total, stack = 0, [obj]
+    while stack and total <= budget:
+        node = stack.pop()
+        if isinstance(node, dict):
+            total += 2 + sum(len(k) + 4 for k in node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            total += 2 + len(node)
+            stack.extend(node)
+        elif isinstance(node, str):
+            total += len(node) + 2 + (6 * int(node.split(":")[1]) if node.startswith("@@deep:") else 0)
+        else:
+            total += 8
+    return total
+
+
 def dumps(obj: Any, rng: random.Random) -> str:
     """JSON text of `obj` with NaN allowed, deep placeholders expanded, ASCII or UTF-8 at random ('null' if
-    an edit made it circular)."""
+    an edit made it circular). Raises OverflowError when repeated edits made it larger than MAX_TEXT."""
+    if size_of(obj, MAX_TEXT) > MAX_TEXT:
+        raise OverflowError("the edited document is too large to be an input")
     try:
         text = json.dumps(obj, ensure_ascii=rng.random() < 0.3, allow_nan=True,
                           separators=rng.choice(((",", ":"), (", ", ": "))))

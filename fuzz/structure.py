@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from fuzz.hostile import dumps, edit, hostile
+from fuzz.hostile import MAX_TEXT, dumps, edit, hostile, size_of
 from fuzz.mutate import MAX_SIZE
 
 _DTYPES = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2", "U16",
@@ -134,6 +134,8 @@ def yaml_document(data: bytes, rng: random.Random, others: Sequence[bytes]) -> b
     doc = _plain(doc)
     for _ in range(rng.choice((1, 1, 2))):
         doc = edit(doc, rng)
+    if size_of(doc, MAX_TEXT) > MAX_TEXT:
+        return data
     if rng.random() < 0.3:
         return dumps(doc, rng).encode("utf-8", "surrogatepass")
     try:

@@ -48,7 +48,9 @@ def _reset_peak() -> bool:
 
 
 def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak RSS since the last reset. VmHWM, not ru_maxrss: after fork and exec the kernel keeps the parent's
+    peak in ru_maxrss (a worker started from a 900 MB pytest would read 900 MB whatever it did)."""
+    return _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Worker:
@@ -80,6 +82,7 @@ class Worker:
             other, name, filename = target.companion
             (folder / filename).write_bytes(seed_store.load(self.seeds_dir, other)[name])
         errors = []
+        _reset_peak()  # the baseline is what this target's seeds take, not a previous target's largest input
         for name, data in seeds.items() if target.fixed_seeds is None else ():  # canaries would trip here
             try:
                 target.run(data, folder)

@@ -25,8 +25,12 @@ _CHILD = """
 import os, resource, sys
 from provenance.cli.main import main
 rc = main(sys.argv[1:])
+# VmHWM, the peak of this process's own memory map: ru_maxrss would start at the test runner's size, which
+# the kernel carries over into a child across fork and exec, and hide any growth below it.
+with open("/proc/self/status") as f:
+    hwm = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), 0)
 with open(os.environ["PROVENANCE_RSS_OUT"], "w") as f:
-    f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    f.write(str(hwm or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 sys.exit(rc)
 """
 _BASELINE: dict[str, int] = {}

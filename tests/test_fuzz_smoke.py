@@ -51,4 +51,5 @@ def test_the_harness_notices_each_kind_of_failure(smoke: Summary) -> None:
     assert found == [("canary_crash", "crash", "IndexError", "_crash"),
                      ("canary_die", "crash", "WorkerDied(signal 11)", "_die"),
                      ("canary_hang", "hang", "Timeout", "_hang"),
-                     ("canary_memory", "over-budget", "ok", "(no exception)")]
+                     ("canary_memory", "over-budget", "ok", "(no exception)")], \
+        {name: s for name, s in smoke.stats.items() if name in CANARIES}

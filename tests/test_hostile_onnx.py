@@ -169,3 +169,26 @@ def test_broadcast_bomb_memory_is_bounded(tmp_path: Path) -> None:
     m = run_measured(["fingerprint", str(path), "-o", str(tmp_path / "m.fingerprint"), "--no-hash"], tmp_path)
     assert m.returncode == 2 and len(m.stderr.strip().splitlines()) == 1, m.stderr[-500:]
     assert_bounded(m, path.stat().st_size, baseline_rss(tmp_path))
+
+
+def test_a_graph_of_more_nodes_than_any_export_is_refused_before_indexing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """200,001 empty nodes cost 2 bytes each in the file but about 1 KiB each to index: refused after parsing."""
+    from provenance.io.onnx_reader import MAX_NODES
+    nodes = [onnx.NodeProto() for _ in range(MAX_NODES + 1)] + [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    path = _tiny(tmp_path / "m.onnx", nodes, {"w": np.ones((4, 4), np.float32)})
+    line = refused(["inspect", str(path)], capsys)
+    assert "m.onnx: the graph has 200,002 nodes, more than the 200,000 this reader indexes" in line, line
+    _plain(line)
+
+
+def test_a_fold_through_more_axes_than_numpy_broadcasts_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A constant Mul of two rank-40 tensors (found by the fuzzer: numpy's RuntimeError escaped)."""
+    shape = (1,) * 40
+    path = _tiny(tmp_path / "m.onnx", [helper.make_node("Mul", ["a", "b"], ["w"], name="deep"),
+                                       helper.make_node("MatMul", ["x", "w"], ["y"])],
+                 {"a": np.ones(shape, np.float32), "b": np.ones(shape, np.float32)})
+    line = refused(["inspect", str(path)], capsys)
+    assert "Mul node 'deep' is not valid ONNX (Mul reads an input of rank above 32)" in line, line
+    _plain(line)

@@ -222,7 +222,8 @@ def _verified_meta(meta: Any, p: str | Path) -> dict[str, Any]:
         raise UnknownFormatError(f"fingerprint version {meta.get('version')!r}; this provenance reads version "
                                  f"{VERSION} (re-create it with `provenance fingerprint`)", path=p)
     text = meta.get("fingerprint")
-    if not isinstance(text, str) or hashlib.sha256(text.encode("utf-8")).hexdigest() != meta.get("sha256"):
+    encoded = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else b""
+    if not isinstance(text, str) or hashlib.sha256(encoded).hexdigest() != meta.get("sha256"):
         raise CorruptFileError("checksum mismatch in the fingerprint's metadata: the file was edited or damaged; "
                                "re-create it with `provenance fingerprint`", path=p)
     try:

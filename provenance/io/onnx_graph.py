@@ -34,6 +34,7 @@ _QPARAM_SLOTS = {"DequantizeLinear": {1, 2}, "QuantizeLinear": {1, 2}, "MatMulIn
                  "MatMulIntegerToFloat": {2, 3, 4, 5}}
 _WALK_OPS = frozenset({"Cast", "Mul", "DequantizeLinear"})  # between a MatMul and its bias Add
 _MAX_WALK = 4
+MAX_FOLD_RANK = 32  # numpy broadcasts at most 32 axes; no weight folds through more
 _ORT_Q, _ORT_SCALE, _ORT_ZP = "_quantized", "_scale", "_zero_point"
 _ALIAS_SUFFIXES = ("_DequantizeLinear_Output", "_dequantized", "_quantized", "_q")
 
@@ -263,6 +264,8 @@ def _infer(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
            types: list[int]) -> tuple[tuple[int, ...], int]:
     """Static shape and element type of a foldable node's output; ValueError where the node is invalid."""
     op = node.op_type
+    if any(len(s) > MAX_FOLD_RANK for s in shapes):
+        raise ValueError(f"{op} reads an input of rank above {MAX_FOLD_RANK}")
     if op == "DequantizeLinear":
         return _dequantize_shape(node, shapes, types)
     if op in ("Identity", "Cast", "Transpose") and len(shapes) != 1:

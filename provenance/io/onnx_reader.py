@@ -247,6 +247,9 @@ def _int_div(node: onnx.NodeProto, a: torch.Tensor, b: torch.Tensor, path: Path)
     return torch.where(minus_one, -a, q)
 
 
+MAX_NODES = 200_000  # indexing takes about 1 KiB per node; a 70B-parameter export has fewer than 20,000
+
+
 def load_model_proto(path: Path) -> onnx.ModelProto:
     """The ModelProto without external data; bad files become one-line CorruptFileErrors."""
     if not path.exists():
@@ -266,6 +269,10 @@ def load_model_proto(path: Path) -> onnx.ModelProto:
         raise CorruptFileError(f"not an ONNX model: {size} bytes parsed without a graph or IR "
                                "version; pass an .onnx file exported by torch.onnx or onnxruntime",
                                path=path)
+    if len(model.graph.node) > MAX_NODES:
+        raise CorruptFileError(f"the graph has {len(model.graph.node):,} nodes, more than the {MAX_NODES:,} this "
+                               "reader indexes (exported language models have tens of thousands at most); the file "
+                               "is built to exhaust memory, or pass the weights as safetensors", path=path)
     if (field := _non_text_field(model)) is not None:
         raise CorruptFileError(f"a text field ({field}) holds bytes that are not UTF-8: the file is corrupt; "
                                "re-download or re-export it", path=path)

@@ -15,7 +15,14 @@ from typing import Any
 
 from provenance.errors import CorruptFileError
 from provenance.jsonfile import read_json
-from provenance.vocab.model import ADDED, NORMAL, SPECIAL, Vocabulary, check_id_space, from_pairs
+from provenance.vocab.model import (
+    ADDED,
+    NORMAL,
+    SPECIAL,
+    Vocabulary,
+    check_id_space,
+    from_pairs,
+)
 
 
 def _checked(data: Any, path: Path) -> dict[str, Any]:
