@@ -22,21 +22,16 @@ from dataclasses import dataclass
 
 from provenance.evidence import Verdict, confidence
 from provenance.report.pvalues import p_phrase
+from provenance.signals import registry
+from provenance.signals.base import CONTEXT, FALLBACK_TEST, MODEL_TEST
 
 RELATED = ("identical", "derived")
-# The rules above in one paragraph, printed by every report.
-COMBINING = ("Only calibrated tests decide (weights, then activations; the tokenizer only when no model was "
-             "compared). Their p-values are never multiplied: the combined p-value is a Bonferroni bound, "
-             "min(1, k × smallest p) over the k deciding signals, valid however dependent they are. A positive test "
-             "is not undone by another that finds nothing; the disagreement is shown instead. Metadata (config, "
-             "architecture names) never decides.")
 # What the verdict's numbers mean, printed beside them by every report (and in the JSON schema).
 NUMBERS = ("Confidence is 1 − p when the verdict claims a relation (identical, derived): how surely agreement by "
            "chance between independent models is ruled out. It is 0 for independent and inconclusive verdicts, since "
            "a test that finds nothing rules nothing out; it is never the probability that the label is right. "
            "P-values are computed down to 1e-300 and clamped there: one shown as \u201c≤ x\u201d sits at that floor "
            "(times the number of tests combined), and the true value is smaller.")
-MODEL_SIGNALS = ("weights", "activations")  # calibrated tests on the models themselves, in order of directness
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,15 @@ class SignalVerdict:
     verdict: Verdict | None
     finding: str = ""  # for signals without a verdict of their own (config): what they saw
     ran: bool = True
+    role: str | None = None  # the signal's role (None: the registered signal's)
+
+    def role_of(self) -> str:
+        return self.role or registry.role(self.signal)
+
+
+def combining() -> str:
+    """The rules above in one paragraph, printed by every report (names from the registered signals)."""
+    return registry.combining_text()
 
 
 def _related(v: Verdict | None) -> bool:
@@ -61,15 +65,16 @@ def _grey(v: Verdict) -> bool:
 def aggregate(readings: list[SignalVerdict]) -> Verdict:
     """The combined verdict; each signal's reading and role is kept in ``Verdict.signals``."""
     by = {r.signal: r.verdict for r in readings if r.verdict is not None}
-    model = [s for s in MODEL_SIGNALS if s in by]
-    deciders = model or (["tokenizer"] if "tokenizer" in by else [])
+    model = [r.signal for r in readings if r.role_of() == MODEL_TEST and r.signal in by]
+    deciders = model or [r.signal for r in readings if r.role_of() == FALLBACK_TEST and r.signal in by][:1]
     if not deciders:
-        v = Verdict("inconclusive", None, 0.0, None,
-                    "Neither weights, activations nor tokenizers were compared; metadata alone decides nothing.")
+        tests = [r.signal for r in readings if r.role_of() != CONTEXT] or ["no test"]
+        names = ", ".join(tests[:-1]) + f" nor {tests[-1]}" if len(tests) > 1 else tests[0]
+        v = Verdict("inconclusive", None, 0.0, None, f"Neither {names} were compared; metadata alone decides nothing.")
         return _annotate(v, readings, [], [])
     positives = [s for s in deciders if _related(by[s])]
     comparable = [s for s in deciders if by[s].label != "inconclusive" or _grey(by[s])]
-    disagreements = _disagreements(by, deciders)
+    disagreements = _disagreements(by, deciders, {r.signal: r.role_of() for r in readings})
     if positives:
         lead = positives[0]
         p = _bonferroni([by[s].p_value for s in positives], len(comparable) or 1)
@@ -110,22 +115,37 @@ def _also(by: dict[str, Verdict], signals: list[str]) -> str:
     return "Also, " + "; ".join(parts) + "."
 
 
-def _disagreements(by: dict[str, Verdict], deciders: list[str]) -> list[str]:
+def _disagreements(by: dict[str, Verdict], deciders: list[str], roles: dict[str, str]) -> list[str]:
     """Sentences for every pair of signals that point different ways, with what it usually means."""
     out = []
-    if "weights" in by and "activations" in by:
-        w, a = by["weights"], by["activations"]
-        if {w.label, a.label} >= {"independent"} and (_related(w) or _related(a)):
-            pos, neg = ("weights", "activations") if _related(w) else ("activations", "weights")
-            out.append(f"The {pos} say {by[pos].label} but the {neg} find no correspondence "
-                       f"({p_phrase(by[neg].p_value)}); a positive test at {p_phrase(by[pos].p_value)} is not undone "
-                       "by a test that "
-                       f"finds nothing, but the {neg} should be looked at (probe count, tokenizer, heavy training).")
-        elif w.label != a.label and "inconclusive" in (w.label, a.label) and (_related(w) or _related(a)):
-            grey, pos = ("weights", "activations") if w.label == "inconclusive" else ("activations", "weights")
-            out.append(f"The {grey} were inconclusive where the {pos} say {by[pos].label}.")
-    t = by.get("tokenizer")
-    if t is not None and "tokenizer" not in deciders and t.label != "inconclusive":
+    model = [s for s in by if roles[s] == MODEL_TEST]
+    for i, first in enumerate(model):
+        for second in model[i + 1:]:
+            out += _model_disagreement(by, first, second)
+    for name in (s for s in by if roles[s] == FALLBACK_TEST and s not in deciders):
+        out += _fallback_disagreement(by, name, deciders)
+    return out
+
+
+def _model_disagreement(by: dict[str, Verdict], first: str, second: str) -> list[str]:
+    """Two model tests pointing different ways: a positive one and one that finds nothing, or a grey one."""
+    w, a = by[first], by[second]
+    if {w.label, a.label} >= {"independent"} and (_related(w) or _related(a)):
+        pos, neg = (first, second) if _related(w) else (second, first)
+        return [f"The {pos} say {by[pos].label} but the {neg} find no correspondence ({p_phrase(by[neg].p_value)}); "
+                f"a positive test at {p_phrase(by[pos].p_value)} is not undone by a test that finds nothing, but the "
+                f"{neg} should be looked at (probe count, tokenizer, heavy training)."]
+    if w.label != a.label and "inconclusive" in (w.label, a.label) and (_related(w) or _related(a)):
+        grey, pos = (first, second) if w.label == "inconclusive" else (second, first)
+        return [f"The {grey} were inconclusive where the {pos} say {by[pos].label}."]
+    return []
+
+
+def _fallback_disagreement(by: dict[str, Verdict], name: str, deciders: list[str]) -> list[str]:
+    """A fallback test (the tokenizer) beside model tests: what its agreement or disagreement usually means."""
+    out = []
+    t = by[name]
+    if t.label != "inconclusive":
         model_related = any(_related(by[s]) for s in deciders)
         model_independent = all(by[s].label == "independent" for s in deciders)
         if _related(t) and model_independent:
@@ -143,7 +163,7 @@ def _role(r: SignalVerdict, label: str, decided_by: list[str]) -> str:
     signal, v = r.signal, r.verdict
     if not r.ran:
         return "not run"
-    if signal == "config":
+    if r.role_of() == CONTEXT:
         return "context"
     if v is None:
         return "not compared"

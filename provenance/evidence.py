@@ -1,7 +1,7 @@
 """Evidence items and the verdict: what each signal found, and what they add up to.
 
-Only the weight signal can make a verdict `derived` or `identical`; matching configs or
-architecture names are reported but never decide (anyone can copy a config).
+Shared by every signal: the `Evidence` item, the `Verdict`, how confidence follows from a
+p-value, and what storage alone explains. Each signal's own rules live in its module.
 """
 
 from __future__ import annotations
@@ -9,16 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from provenance import relation
-from provenance.signals.weights import WeightEvidence
-
-DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
-MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach this
-INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
-NULL_EFFECT = 0.15
-IDENTICAL_COSINE = 0.9999
 # Relative weight change that storage alone explains, per side (summed over the two models):
 # rounding of each float type, and typical error of each quantization type (measured: the int8
 # ONNX export of all-MiniLM-L6-v2 moves weights 0.8%).
@@ -40,21 +30,12 @@ def storage_tolerance(dtypes: set[str]) -> float:
 class Evidence:
     """One finding: a statistic with its meaning under independence, where it sits, in words."""
 
-    signal: str  # weights | tokenizer | activations | config
+    signal: str  # a registered signal's name (provenance.signals.registry)
     statistic: float | None
     p_value: float | None
     finding: str
     details: dict[str, Any] = field(default_factory=dict)
-    kind: str = "finding"  # what the item is within its signal (EVIDENCE_KINDS); renderers find items by it
-
-
-# Item kinds per signal (the JSON schema lists the same): renderers and notebooks select items by these.
-EVIDENCE_KINDS = {
-    "weights": ("layer test", "alignment", "magnitudes", "bad tensor", "coverage"),
-    "tokenizer": ("vocabulary", "missing tokens", "rules", "unreadable", "coverage"),
-    "activations": ("neurons", "cka"),
-    "config": ("config",),
-}
+    kind: str = "finding"  # what the item is within its signal (its `kinds`); renderers find items by it
 
 
 @dataclass
@@ -67,21 +48,6 @@ class Verdict:
     decided_by: list[str] = field(default_factory=list)  # the signals whose tests carry the label
     signals: list[dict[str, Any]] = field(default_factory=list)  # each signal's own verdict and its role
     disagreements: list[str] = field(default_factory=list)  # where signals point different ways, in words
-
-
-def _stats(w: WeightEvidence) -> str:
-    """The layer test in one sentence (the relation's sentences come first)."""
-    lm = w.layer_map
-    return (f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond chance "
-            f"(mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± {lm.null_sd:.3f} under "
-            f"independence, z = {lm.z:.1f}).")
-
-
-def _copy_kind(change: float | None, shapes: dict[str, Any]) -> str:
-    """EXACT when nothing moved (a quantized file against itself too), else what storage change explains it."""
-    if (change or 0.0) <= 1e-6 and not shapes["dtypes_differ"]:
-        return relation.EXACT
-    return relation.QUANTIZED if shapes["quantized"] else relation.DTYPE if shapes["dtypes_differ"] else relation.EXACT
 
 
 def confidence(label: str, p_value: float | None) -> float:
@@ -99,42 +65,13 @@ def confidence(label: str, p_value: float | None) -> float:
     return round(1.0 - p_value, 12)
 
 
-def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
-    """Verdict from the weight evidence; `shapes` holds (base, candidate) pairs and flags."""
-    if w is None or w.layer_map is None or w.comparable < 2 or len(w.layer_map.candidate_layers) < 2:
-        why = "; ".join(w.notes) if w is not None and w.notes else "too few comparable tensors"
-        return Verdict("inconclusive", None, 0.0, None, f"The weights could not be compared: {why}.")
-    lm = w.layer_map
-    sim = w.similarity
-    change = sim.get("relative_change")
-    if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
-        rel = relation.describe(w, shapes)
-        same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
-                and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
-        label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
-        if label == "identical":
-            rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
-                                         sim.get("direct_cosine"))
-        elif not rel.tags:
-            rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
-                                                         "measures name no more specific change."])
-        return Verdict(label, rel.label, confidence(label, lm.p_value), lm.p_value, f"{rel.text} {_stats(w)}")
-    if lm.p_value > INDEPENDENT_P or lm.statistic < NULL_EFFECT:
-        quiet = sum(1 for *_, p in lm.best if p > 0.01)
-        return Verdict("independent", None, 0.0, lm.p_value,
-                       f"No candidate layer's weights track a base layer more than independent models do "
-                       f"({quiet} of {len(lm.best)} layers within chance; mean profile correlation "
-                       f"{lm.statistic:.3f}, z = {lm.z:.1f}).")
-    return Verdict("inconclusive", None, 0.0, lm.p_value,
-                   f"The weights agree more than chance (z = {lm.z:.1f}) but not enough to call it derived "
-                   f"(mean profile correlation {lm.statistic:.3f}).")
-
-
 def identical_files(v: Verdict, base_sha256: dict[str, str], candidate_sha256: dict[str, str]) -> Verdict:
     """`v` with relation `byte-identical files` when every weight file has its twin (same sha256) on the other side.
 
     Only an `identical` verdict is changed: the hashes confirm what the weights found.
     """
+    from provenance import relation
+
     a, b = (sorted(d for name, d in h.items() if name.lower().endswith(WEIGHT_FILES)) for h in
             (base_sha256 or {}, candidate_sha256 or {}))
     if v.label != "identical" or not a or a != b or v.relation == relation.BYTES:
@@ -146,37 +83,3 @@ def identical_files(v: Verdict, base_sha256: dict[str, str], candidate_sha256: d
                    signals, list(v.disagreements))
 
 
-def weight_items(w: WeightEvidence) -> list[Evidence]:
-    """Evidence items of the weight signal: the layer test, the alignment, the magnitudes, problems."""
-    items: list[Evidence] = []
-    lm, al = w.layer_map, w.alignment
-    if lm is not None:
-        items.append(Evidence("weights", round(lm.statistic, 6), lm.p_value,
-                              f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers have residual "
-                              f"profiles matching a base layer (z = {lm.z:.1f} against re-paired dimensions).",
-                              {"test": "joint permutation of matched residual dimensions", "z": round(lm.z, 3),
-                               "p_exact_bound": lm.p_exact, "null_mean": round(lm.null_mean, 6),
-                               "null_sd": round(lm.null_sd, 6), "comparable_roles": w.comparable,
-                               "per_layer": [{"base": a, "candidate": b, "similarity": round(s, 6),
-                                              "p_value": p} for a, b, s, p in lm.best],
-                               "similarity_matrix": {"base_layers": list(lm.base_layers),
-                                                     "candidate_layers": list(lm.candidate_layers),
-                                                     "values": np.round(lm.similarity, 4).tolist()},
-                               **w.map_facts}, kind="layer test"))
-    if al is not None:
-        items.append(Evidence("weights", round(al.quality, 6), None,
-                              f"Residual dimensions aligned from {al.n_tokens} embedding rows paired by "
-                              f"{al.paired_by}: held-out median correlation {al.quality:.3f}"
-                              f"{' (identity map)' if al.is_identity else ''}.", al.summary(), kind="alignment"))
-    if w.similarity.get("sketches_compared"):
-        items.append(Evidence("weights", w.similarity.get("matched_cosine"), None,
-                              f"Matched layers' weights agree at cosine {w.similarity.get('matched_cosine')} "
-                              f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity),
-                              kind="magnitudes"))
-    for problem in w.problems:
-        items.append(Evidence("weights", None, None, problem, {}, kind="bad tensor"))
-    if w.notes or any(w.only_in.values()):
-        missing = "; ".join(f"{k} only in the {side}" for side, ks in w.only_in.items() for k in ks)
-        items.append(Evidence("weights", None, None, "Not compared: " + "; ".join(filter(None, [missing] + w.notes))
-                              + ".", {"only_in": w.only_in, "notes": w.notes}, kind="coverage"))
-    return items

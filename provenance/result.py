@@ -41,6 +41,7 @@ class CompareResult:
     weights: WeightEvidence | None = field(default=None, repr=False)  # the raw measurements (fresh runs only)
     tokenizer: VocabComparison | None = field(default=None, repr=False)
     activations: ActivationEvidence | None = field(default=None, repr=False)
+    measurements: dict[str, Any] = field(default_factory=dict, repr=False)  # every signal's raw measurement, by name
 
     def __post_init__(self) -> None:
         """Byte-identical weight files (the same sha256 on both sides) are said so, whichever path compared them."""
@@ -82,7 +83,7 @@ class CompareResult:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the JSON atomically."""
-        from provenance.cli.output import write_atomic
+        from provenance.outfile import write_atomic
 
         write_atomic(path, self.to_json())
 

@@ -116,7 +116,9 @@ def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path, provenance_cli):
     (["--signals", "weights,colour"], "The 'signals' parameter of compare must be a subset of ('weights', "
                                       "'tokenizer', 'activations', 'config'). Got 'colour' instead."),
     (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
-    (["--device", "tpu"], "The 'device' parameter of resolve_device must be"),
+    (["--device", "tpu"], "The 'device' parameter of compare must be 'auto', 'cpu' or 'cuda[:N]'"),
+    (["--seed", "-5"], "The 'seed' parameter of compare must be between 0 and 4294967295. Got -5 instead."),
+    (["--batch-size", "0"], "The 'batch_size' parameter of compare must be between 1 and 4096. Got 0 instead."),
 ])
 def test_cli_compare_bad_options_exit_2(tiny_llama, tmp_path, provenance_cli, args, message):
     folder, _ = tiny_llama

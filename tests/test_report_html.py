@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 
 from provenance.comparison import compare
-from provenance.evidence import EVIDENCE_KINDS
 from provenance.report.html import render_html
 from provenance.report.schema import compare_schema, validate_result
+from provenance.signals import registry
 from provenance.result import CompareResult
 from tests.html_checks import assert_inert
 from tests.real_models import BGE_ONNX, COLBERT_ONNX, require
@@ -32,7 +32,7 @@ def real_result() -> CompareResult:
 def test_the_schema_is_valid_and_a_real_result_matches_it(real_result):
     jsonschema.Draft202012Validator.check_schema(compare_schema())
     kinds = compare_schema()["$defs"]["evidence"]["properties"]["kind"]["enum"]
-    assert sorted(kinds) == sorted({k for ks in EVIDENCE_KINDS.values() for k in ks})  # schema and code agree
+    assert sorted(kinds) == sorted({k for ks in registry.evidence_kinds().values() for k in ks})  # from the registry
     data = json.loads(real_result.to_json())
     validate_result(data)
     assert data["verdict"]["label"] == "derived" and data["verdict"]["decided_by"] == ["weights", "activations"]

@@ -118,7 +118,7 @@ def test_all_sections_in_order() -> None:
     assert "- Special tokens only in candidate: `'<|im_start|>'`" in md
     assert "| base | CJK | 10 | 10 | yes | `'中'` |" in md
     assert "| layers | 3 | 4 | ≠ |" in md and "| vocabulary size | 32,000 | — |  |" in md
-    assert f"Probe set provenance-probes/1\\[16 of 320\\] (sha256 {HASH}), 1,024 aligned positions." in md
+    assert f"Probe set provenance-probes/1\\[16 of 320\\] \\(sha256 {HASH}\\), 1,024 aligned positions." in md
     assert "| 2 | 1 | 0.9993 | ≤ 1e-300 | 0.5 | 0.01 | 0.0123 |" in md
     assert f"| base | model.safetensors | {HASH} |" in md
     assert "Bonferroni bound" in md and "never decides" in md
@@ -209,8 +209,10 @@ def test_hostile_strings_stay_inert_when_rendered() -> None:
             cells += 1
         elif t.type == "tr_close":
             widths.append(cells)
-    # signals, models, evidence, weights, tokenizer facts, missing classes, neurons, config, inputs
-    assert widths == [5] * 5 + [3] * 9 + [5] * 7 + [4] * 4 + [2] * 11 + [6] * 2 + [7] * 4 + [4] * 5 + [3] * 3
+    # signals, models, evidence, weights (facts, per layer), tokenizer facts, missing classes, neurons (facts,
+    # per layer), config, inputs
+    assert widths == ([5] * 5 + [3] * 9 + [5] * 7 + [2] * 8 + [4] * 4 + [2] * 11 + [6] * 2 + [2] * 3 + [7] * 4
+                      + [4] * 5 + [3] * 3)
     fences = [t.content for t in tokens if t.type == "fence" and t.info == "sh"]
     assert fences == ["provenance compare 'a```b' '````'\n```\nrm -rf \\x1b[31m\n"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from provenance.audit.graph import lineage_svg, multi_families
 from provenance.audit.result import AuditModel, AuditPair, AuditResult
-from provenance.cli.output import write_atomic
+from provenance.outfile import write_atomic
 from provenance.report.html import CSP
 from provenance.report.html_parts import esc, num, table
 from provenance.report.style import CSS

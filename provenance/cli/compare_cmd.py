@@ -18,19 +18,21 @@ if TYPE_CHECKING:
     from provenance.result import CompareResult
 
 LABELS = ("identical", "derived", "independent", "inconclusive")
-SIGNALS = ("weights", "tokenizer", "activations", "config")  # provenance.comparison.AVAILABLE_SIGNALS (a test ties them)
 SPECS = ("a Hugging Face model directory, a weights file (.safetensors, .gguf, .onnx, .bin/.pt), a model id in the "
          "offline HF cache (HF_HOME), a .fingerprint file, or a tokenizer alone (tokenizer.json, tokenizer.model, "
          "*.tiktoken, vocab.txt, ...; the tokenizer signal only)")
 
 
 def register(p: argparse.ArgumentParser) -> None:
+    from provenance.signals import registry  # light: signal modules import their machinery when they measure
+
+    signals, defaults = registry.names(), registry.defaults()
     p.add_argument("base", metavar="BASE", help=f"the original model, which CANDIDATE may have been built from: {SPECS}")
     p.add_argument("candidate", metavar="CANDIDATE", help="the model under suspicion: the same kinds of spec as BASE")
     p.add_argument("--signals", default=None,
-                   help=f"comma-separated subset of {','.join(SIGNALS)} (default: weights,tokenizer,config; "
-                   "activations run both models and are asked for explicitly; a tokenizer file or a directory "
-                   "without weights gets the tokenizer signal only)")
+                   help=f"comma-separated subset of {','.join(signals)} (default: {','.join(defaults)}; the others "
+                   "run both models or need more than files and are asked for explicitly; a tokenizer file or a "
+                   "directory without weights gets the tokenizer signal only)")
     p.add_argument("--json", metavar="F", help="write the result (provenance.compare/1) to F ('-': standard output, "
                    "the summary then goes to stderr)")
     p.add_argument("--html", metavar="F", help="write a self-contained HTML report to F ('-': standard output)")

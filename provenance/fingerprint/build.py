@@ -108,7 +108,7 @@ def _role_stats(w: torch.Tensor) -> dict[str, float]:
 def from_model(m: CanonicalModel, vocab: Vocabulary | None, *, device: str = "auto", hashes: bool = True,
                source: dict[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> Fingerprint:
     """Fingerprint of an opened model: one pass over its profiled roles."""
-    from provenance.comparison import model_facts
+    from provenance.signals.facts import model_facts
 
     ck, rm = m.checkpoint, m.roles
     streamed = hashes and ck.hash_reads()  # file hashes from the weight stream's own reads: one pass

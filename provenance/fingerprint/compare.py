@@ -1,77 +1,48 @@
-"""`compare` where one input or both are fingerprints: the weight, tokenizer and config signals.
+"""`compare` where one input or both are fingerprints: every signal that reads fingerprints.
 
 A model on the other side is fingerprinted in memory first, so both sides are measured the
-same way. Activations need the models themselves and are refused.
+same way. Signals that need the models themselves (activations) are refused.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from provenance.errors import InvalidParameterError
-from provenance.evidence import Evidence, weight_items
 from provenance.fingerprint.build import fingerprint
 from provenance.fingerprint.model import Fingerprint
-from provenance.fingerprint.weights import fingerprint_weight_evidence
 from provenance.io.checkpoint import file_sha256
-from provenance.result import CompareResult
-from provenance.signals.config import config_facts_comparison, config_finding
-from provenance.vocab.token_map import shared_tokens
+from provenance.signals import loop
+from provenance.signals.base import FINGERPRINTS, TOKENIZERS
+from provenance.signals.pair import Pair
+
+if TYPE_CHECKING:
+    import torch
+
+    from provenance.options import CompareOptions
+    from provenance.result import CompareResult
 
 Spec = str | os.PathLike[str]
 
 
-def compare_fingerprints(base: Spec, candidate: Spec, opts: Any, device: torch.device) -> CompareResult:
+def compare_fingerprints(base: Spec, candidate: Spec, opts: CompareOptions, device: torch.device) -> CompareResult:
     """The `compare` result for two specs of which at least one is a fingerprint file."""
-    if "activations" in (opts.signals or ()):
-        raise InvalidParameterError("signals", "compare", "weights, tokenizer or config when an input is a "
-                                    "fingerprint (activations run the models themselves)", ",".join(opts.signals))
+    loop.select(FINGERPRINTS, opts.signals)  # refuse signals a fingerprint cannot feed before fingerprinting
     fa, fb = (fingerprint(s, device=str(device), hashes=opts.hashes) for s in (base, candidate))
     return compare_loaded(fa, fb, base, candidate, opts, device)
 
 
-def compare_loaded(fa: Fingerprint, fb: Fingerprint, base: Spec, candidate: Spec, opts: Any,
+def compare_loaded(fa: Fingerprint, fb: Fingerprint, base: Spec, candidate: Spec, opts: CompareOptions,
                    device: torch.device) -> CompareResult:
     """`compare_fingerprints` on fingerprints already in memory (`identify` compares one query with many)."""
-    from provenance.comparison import (
-        DEFAULT_SIGNALS,
-        MODEL_SIGNALS,
-        run_environment,
-        shape_facts,
-        tokenizer_evidence,
-        verdict_from,
-    )
+    from provenance.comparison import result_of
 
     alone = [fp for fp in (fa, fb) if not fp.has_weights and not fp.meta.get("facts")]
-    signals = opts.signals or DEFAULT_SIGNALS
-    if alone:
-        needs_model = [s for s in opts.signals or () if s in MODEL_SIGNALS]
-        if needs_model:
-            raise InvalidParameterError("signals", "compare", "'tokenizer' when an input is a tokenizer without "
-                                        f"weights ({alone[0].name})", ",".join(needs_model))
-        signals = ("tokenizer",)
-    evidence: list[Evidence] = []
-    va, vb = fa.vocabulary, fb.vocabulary
-    token_map = shared_tokens(va, vb) if va is not None and vb is not None else None
-    w = tok = cmp = None
-    if "weights" in signals:
-        w = fingerprint_weight_evidence(fa, fb, seed=opts.seed)
-        evidence += weight_items(w)
-    if "tokenizer" in signals:
-        tok, items = tokenizer_evidence(va, vb, token_map)
-        evidence += items
-    if "config" in signals:
-        cmp = config_facts_comparison(fa.meta["config_facts"], fb.meta["config_facts"])
-        evidence.append(Evidence("config", None, None, config_finding(cmp), cmp, kind="config"))
-    shapes = shape_facts(fa.meta["facts"], fb.meta["facts"]) if w is not None else {}
-    verdict = verdict_from(w, tok, shapes, None, cmp, tokenizer_ran="tokenizer" in signals,
-                           tokenizer_note=next((e.finding for e in evidence if e.signal == "tokenizer"), ""))
-    layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w and w.layer_map else []
-    return CompareResult(fingerprint_info(fa, base, opts.hashes), fingerprint_info(fb, candidate, opts.hashes),
-                         verdict, evidence, layer_map, run_environment(device, opts, base, candidate), w, tok, None)
+    kind = TOKENIZERS if alone else FINGERPRINTS
+    selected = loop.select(kind, opts.signals, alone[0].name if alone else "")
+    pair = Pair(kind, base, candidate, opts, device, fingerprints=(fa, fb))
+    return result_of(pair, selected, fingerprint_info(fa, base, opts.hashes),
+                     fingerprint_info(fb, candidate, opts.hashes))
 
 
 def fingerprint_info(fp: Fingerprint, spec: Spec, hashes: bool) -> dict[str, Any]:

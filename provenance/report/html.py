@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from provenance.aggregate import COMBINING, NUMBERS
+from provenance.aggregate import NUMBERS, combining
+from provenance.report import blocks as B
 from provenance.report import sections
-from provenance.report.figures import cka_heatmap, layer_plot, to_svg, weight_heatmap
+from provenance.report.figures import cka_heatmap, to_svg, weight_heatmap
 from provenance.report.html_parts import esc, kv_table, num, table
 from provenance.report.style import CSS
 from provenance.report.words import details_text, words
@@ -23,8 +24,8 @@ def render_html(result: dict[str, Any]) -> str:
     """The full report as one HTML document."""
     a, b = result["base"], result["candidate"]
     body = "\n".join(part for part in (
-        _header(result), _verdict(result), _signals(result), _models(a, b), _evidence(result), _weights(result),
-        _tokenizer(result), _activations(result), _config(result), _reproducibility(result)) if part)
+        _header(result), _verdict(result), _signals(result), _models(a, b), _evidence(result),
+        _signal_sections(result), _reproducibility(result)) if part)
     title = f"Provenance: {esc(b['spec'])} vs {esc(a['spec'])}"
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
@@ -117,104 +118,43 @@ def _figure(fig: Any, ident: str, caption: str) -> str:
             "</figure>")
 
 
-def _weights(r: dict[str, Any]) -> str:
-    layer = sections.item(r, "weights", "layer test")
-    if layer is None:
-        return ""
-    d = layer["details"]
-    parts = ["<section id=\"weights\"><h2>Weights</h2>",
-             f"<p>{esc(layer['finding'])}</p>",
-             kv_table([("test", d.get("test")), ("statistic (mean best-layer profile correlation)",
-                                                  num(layer["statistic"])),
-                       ("null mean ± sd", f"{num(d.get('null_mean'))} ± {num(d.get('null_sd'))}"),
-                       ("z", num(d.get("z"))), ("p-value", num(layer["p_value"])),
-                       ("exact permutation bound", num(d.get("p_exact_bound"))),
-                       ("comparable roles", num(d.get("comparable_roles")))]),
-             _figure(weight_heatmap(r), "weight-heatmap",
-                     "Profile correlation of every base layer (rows) with every candidate layer (columns); "
-                     "matched layers outlined in red. Independent models sit near 0."),
-             _figure(layer_plot(r), "layer-plot",
-                     "Per candidate layer: best-match similarity, and its p-value against re-paired dimensions "
-                     "(dashed: 1e-6).")]
-    for kind in ("alignment", "magnitudes"):
-        e = sections.item(r, "weights", kind)
-        if e is not None:
-            parts.append(f"<h3>{esc(kind)}</h3><p>{esc(e['finding'])}</p>"
-                         + kv_table([(words(k), num(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                                      else _plain(v)) for k, v in e["details"].items()]))
-    rows = [[x["candidate"], x["base"], num(x["similarity"]), num(x["p_value"])] for x in sections.weight_layers(r)]
-    if rows:
-        parts.append("<details><summary>per-layer table</summary>"
-                     + table(["candidate layer", "best base layer", "similarity", "p-value"], rows)
-                     + "</details>")
-    return "\n".join(p for p in parts if p) + "</section>"
+def _signal_sections(r: dict[str, Any]) -> str:
+    """Every registered signal's own section, in report order."""
+    from provenance.signals import registry
+
+    out = []
+    for signal in registry.signals():
+        section = signal.section(r)
+        if section is not None:
+            body = "\n".join(p for p in (_block(block, r) for block in section.blocks) if p)
+            out.append(f"<section id=\"{esc(section.ident)}\"><h2>{esc(section.title)}</h2>\n{body}</section>")
+    return "\n".join(out)
 
 
-def _tokenizer(r: dict[str, Any]) -> str:
-    e = sections.item(r, "tokenizer", "vocabulary")
-    others = [x for x in r["evidence"] if x["signal"] == "tokenizer" and x["kind"] != "vocabulary"]
-    if e is None and not others:
-        return ""
-    parts = ["<section id=\"tokenizer\"><h2>Tokenizer</h2>"]
-    if e is not None:
-        parts.append(f"<p>{esc(e['finding'])}</p>")
-        parts.append(kv_table([(label, f"{v:.2%}" if label in sections.FRACTIONS and isinstance(v, float) else num(v))
-                               for label, v in sections.tokenizer_facts(r)]))
-        ex = sections.tokenizer_examples(r)
-        names = {"shared": "shared tokens", "only_base": "only in the base", "only_candidate": "only in the candidate"}
-        rows = [[names.get(k, k), " ".join(f"<code class=\"tok\">{esc(t)}</code>" for t in v) or "—"]
-                for k, v in ex.items()]
-        if rows:
-            parts.append("<h3>Examples</h3>" + table(["", "tokens"], rows, raw_cols={1}))
-        missing = sections.missing_classes(r)
-        if missing:
-            parts.append("<h3>Token classes missing on one side</h3>" + table(
-                ["missing from", "class", "missing", "of", "entire class"],
-                [[m["missing_from"], m.get("class"), num(m.get("missing")), num(m.get("total")),
-                  "yes" if m.get("entire") else "no"] for m in missing]))
-    parts += [f"<p>{esc(x['finding'])}</p>" for x in others]
-    return "\n".join(parts) + "</section>"
+def _cell(x: Any) -> str:
+    """One value of a block as plain text (escaped by the table helpers)."""
+    if isinstance(x, B.Code):
+        return " ".join(x.items) or "—"
+    return num(x.value) if isinstance(x, B.P) else num(x) if isinstance(x, (int, float)) else _plain(x)
 
 
-def _activations(r: dict[str, Any]) -> str:
-    neurons, cka = sections.item(r, "activations", "neurons"), sections.item(r, "activations", "cka")
-    if neurons is None and cka is None:
-        return ""
-    parts = ["<section id=\"activations\"><h2>Activations</h2>"]
-    if neurons is not None:
-        d = neurons["details"]
-        parts.append(f"<p>{esc(neurons['finding'])}</p>" + kv_table([
-            ("probe set", d.get("probe_set")), ("probe sha256", d.get("probe_sha256")),
-            ("aligned positions", num(d.get("positions"))), ("tests (Bonferroni)", num(d.get("tests"))),
-            ("combined p-value", num(neurons["p_value"]))]))
-    if cka is not None:
-        parts.append(f"<p>{esc(cka['finding'])}</p>")
-        parts.append(_figure(cka_heatmap(r), "cka-heatmap", "Debiased linear CKA of the residual streams, base "
-                             "layers (rows) by candidate layers (columns); the layer map outlined. CKA alone is not "
-                             "evidence: independent models on the same text reach 0.5."))
-        for note in cka["details"].get("notes") or []:
-            parts.append(f"<p class=\"muted\">{esc(note)}</p>")
-    rows = [[t["candidate_layer"], t["base_layer"], num(t["in_place"]), num(t["p_in_place"]), num(t.get("agreement")),
-             num(t.get("chance_agreement")), num(t.get("p_agreement"))] for t in sections.neuron_layers(r)]
-    if rows:
-        parts.append("<details><summary>per-layer neuron tests</summary>" + table(
-            ["candidate layer", "base layer", "neurons in place", "p", "gate/up agreement", "chance", "p"], rows)
-            + "</details>")
-    return "\n".join(parts) + "</section>"
-
-
-def _config(r: dict[str, Any]) -> str:
-    e = sections.item(r, "config", "config")
-    if e is None:
-        return ""
-    d = e["details"]
-    differ = set(d.get("differ") or [])
-    rows = [[words(k) + (" (differs)" if k in differ else ""), _plain(v), _plain((d.get("candidate") or {}).get(k))]
-            for k, v in (d.get("base") or {}).items()]
-    arch = d.get("architecture") or [None, None]
-    rows.insert(0, ["architecture", _plain(arch[0]), _plain(arch[1])])
-    return (f"<section id=\"config\"><h2>Config and metadata</h2><p>{esc(e['finding'])}</p>"
-            + table(["field", "base", "candidate"], rows) + "</section>")
+def _block(block: B.Block, r: dict[str, Any]) -> str:
+    """The HTML of one block of a signal's section."""
+    if isinstance(block, B.Text):
+        return ("<p class=\"muted\">" if block.muted else "<p>") + f"{esc(block.text)}</p>"
+    title = f"<h3>{esc(block.title)}</h3>" if getattr(block, "title", "") else ""
+    if isinstance(block, B.Facts):
+        return title + kv_table([(k, _cell(v)) for k, v in block.rows])
+    if isinstance(block, B.Table):
+        html = table(block.header, [[_cell(c) for c in row] for row in block.rows])
+        return title + (f"<details><summary>{esc(block.folded)}</summary>{html}</details>" if block.folded else html)
+    if isinstance(block, B.Tokens):
+        rows = [[label, " ".join(f"<code class=\"tok\">{esc(t)}</code>" for t in tokens) or "—"]
+                for label, tokens in block.rows]
+        return title + table(["", "tokens"], rows, raw_cols={1})
+    if isinstance(block, B.Plot):
+        return _figure(block.draw(r), block.ident, block.caption)
+    raise TypeError(f"unknown report block {type(block).__name__}")
 
 
 def _reproducibility(r: dict[str, Any]) -> str:
@@ -227,5 +167,5 @@ def _reproducibility(r: dict[str, Any]) -> str:
             + kv_table([(k, _plain(env.get(k))) for k in keys])
             + ("<h3>Inputs</h3>" + table(["side", "file", "sha256"], rows, raw_cols={2}) if rows
                else "<p class=\"muted\">File hashes were not computed (--no-hash).</p>")
-            + f"<p class=\"muted\">How signals are combined: {esc(COMBINING)} Result schema: "
+            + f"<p class=\"muted\">How signals are combined: {esc(combining())} Result schema: "
               f"{esc(r.get('schema', ''))}.</p></section>")

@@ -13,7 +13,8 @@ import numbers
 import re
 from typing import Any
 
-from provenance.aggregate import COMBINING, NUMBERS
+from provenance.aggregate import NUMBERS, combining
+from provenance.report import blocks as B
 from provenance.report import sections as S
 from provenance.report.pvalues import at_floor, floor_text
 from provenance.report.untrusted import visible
@@ -23,7 +24,6 @@ RAMP = " .:-=+*#%@"  # shading from 0 (blank, also <= 0 or not measured) to 1
 MATCHED = "X"
 _SPACES = re.compile("[ \t\n\r\v\f\u2028\u2029]+")
 _PUNCT = re.compile(r"([\\`*_\[\]()#|~!$])")
-_EXAMPLES = {"shared": "Shared", "only_base": "Only in base", "only_candidate": "Only in candidate"}
 
 
 def _text(s: Any) -> str:
@@ -151,72 +151,41 @@ def _evidence(r: dict[str, Any]) -> list[str]:
     return ["## Evidence", ""] + _table(["signal", "kind", "statistic", "p-value", "finding"], rows)
 
 
-def _weights(r: dict[str, Any]) -> list[str]:
-    """The weight heatmap and the per-layer matches."""
-    m, layers = S.weight_matrix(r), S.weight_layers(r)
-    if m is None and not layers:
-        return []
-    rows = [[_num(x["candidate"]), _num(x["base"]), _num(x["similarity"]), _num(x["p_value"], p=True)] for x in layers]
-    return (["## Weights", ""] + (_matrix_section(m) if m else []) +
-            _table(["candidate layer", "best base layer", "similarity", "p-value"], rows))
+def _signal_sections(r: dict[str, Any]) -> list[str]:
+    """Every registered signal's own section, in report order."""
+    from provenance.signals import registry
 
-
-def _tokenizer(r: dict[str, Any]) -> list[str]:
-    """Vocabulary figures, token examples, missing token classes, specials and rules."""
-    facts = S.tokenizer_facts(r)
-    if not facts:
-        return []
-    out = ["## Tokenizer", ""] + _table(["measure", "value"], [[_text(k), _num(v, p="p-value" in k)]
-                                                                  for k, v in facts])
-    for key, tokens in S.tokenizer_examples(r).items():
-        out.append(f"- {_EXAMPLES.get(key) or _text(key)}: " + (", ".join(_code(t) for t in tokens) or "—"))
-    out.append("")
-    missing = [[c["missing_from"], _text(c.get("class")), _num(c.get("missing")), _num(c.get("of")),
-                _num(c.get("entire")), ", ".join(_code(repr(t), cell=True) for t in c.get("examples") or [])]
-               for c in S.missing_classes(r)]
-    if missing:
-        out += ["Token classes missing on one side:", ""]
-        out += _table(["missing from", "class", "missing", "of", "entire", "examples"], missing)
-    rules = S.item(r, "tokenizer", "rules")
-    if rules is not None:
-        specials = rules["details"].get("specials") or {}
-        out += [_para(rules["finding"]), ""] + [
-            f"- Special tokens only in {side}: " + ", ".join(_code(repr(t)) for t in specials[f"only_{side}"])
-            for side in ("base", "candidate") if specials.get(f"only_{side}")] + [""]
+    out: list[str] = []
+    for signal in registry.signals():
+        section = signal.section(r)
+        if section is not None:
+            out += [f"## {_text(section.title)}", ""] + [line for block in section.blocks for line in _block(block)]
     return out
 
 
-def _activations(r: dict[str, Any]) -> list[str]:
-    """Probe set, the CKA heatmap and the matched-neuron table."""
-    neurons, m = S.item(r, "activations", "neurons"), S.cka_matrix(r)
-    if neurons is None and m is None:
-        return []
-    out = ["## Activations", ""]
-    if neurons is not None:
-        d = neurons["details"]
-        out += [(f"Probe set {_text(d.get('probe_set'))} (sha256 {_text(d.get('probe_sha256'))}), "
-                 f"{_num(d.get('positions'))} aligned positions."), ""]
-    out += _matrix_section(m) if m else []
-    rows = [[_num(x.get("candidate_layer")), _num(x.get("base_layer")), _num(x.get("in_place")),
-             _num(x.get("p_in_place"), p=True), _num(x.get("agreement")), _num(x.get("chance_agreement")),
-             _num(x.get("p_agreement"), p=True)] for x in S.neuron_layers(r)]
-    head = ["candidate layer", "base layer", "in place", "p", "gate/up agreement", "chance", "p"]
-    return out + (_table(head, rows) if rows else [])
+def _cell(x: Any) -> str:
+    """One value of a block, escaped: p-values as p-values, numbers formatted, text inert."""
+    if isinstance(x, B.Code):
+        return ", ".join(_code(t, cell=True) for t in x.items) or "—"
+    return _num(x.value, p=True) if isinstance(x, B.P) else _num(x)
 
 
-def _config(r: dict[str, Any]) -> list[str]:
-    """Config fields side by side, differing ones marked."""
-    e = S.item(r, "config", "config")
-    if e is None:
-        return []
-    d = e["details"]
-    a, b = d.get("base") or {}, d.get("candidate") or {}
-    arch = list(d.get("architecture") or [None, None]) + [None, None]
-    rows = [["architecture", _num(arch[0]), _num(arch[1]), ""]]
-    differ = set(d.get("differ") or [])
-    for f in list(a) + [k for k in b if k not in a]:
-        rows.append([_text(words(f)), _num(a.get(f)), _num(b.get(f)), "≠" if f in differ else ""])
-    return ["## Config", "", _para(e["finding"]), ""] + _table(["field", "base", "candidate", "differs"], rows)
+def _block(block: B.Block) -> list[str]:
+    """The Markdown lines of one block of a signal's section."""
+    if isinstance(block, B.Text):
+        return [_para(block.text), ""]
+    title = [f"{_para(block.title)}:", ""] if getattr(block, "title", "") else []
+    if isinstance(block, B.Facts):
+        return title + _table(["measure", "value"], [[_text(k), _cell(v)] for k, v in block.rows])
+    if isinstance(block, B.Table):
+        title = title or ([f"{_para(block.folded[:1].upper() + block.folded[1:])}:", ""] if block.folded else [])
+        return title + _table([_text(h) for h in block.header], [[_cell(c) for c in row] for row in block.rows])
+    if isinstance(block, B.Tokens):
+        return title + [f"- {_text(label[:1].upper() + label[1:])}: " + (", ".join(_code(t) for t in tokens) or "—")
+                        for label, tokens in block.rows] + [""]
+    if isinstance(block, B.Plot):
+        return _matrix_section(block.matrix) if block.matrix is not None else []
+    raise TypeError(f"unknown report block {type(block).__name__}")
 
 
 def _reproducibility(r: dict[str, Any]) -> list[str]:
@@ -232,11 +201,11 @@ def _reproducibility(r: dict[str, Any]) -> list[str]:
     files = S.inputs(r)
     if files:
         out += _table(["side", "file", "sha256"], [[f["side"], _text(f["file"]), _text(f["sha256"])] for f in files])
-    return out + [COMBINING]
+    return out + [combining()]
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The whole report: verdict, signals, models, evidence, per-signal sections, reproducibility."""
-    parts = (_verdict, _models, _evidence, _weights, _tokenizer, _activations, _config, _reproducibility)
+    parts = (_verdict, _models, _evidence, _signal_sections, _reproducibility)
     lines = [line for part in parts for line in part(result)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -14,8 +14,23 @@ SCHEMA_ID = "provenance.compare/1"
 
 @lru_cache(maxsize=1)
 def compare_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) shipped in the package as `report/schemas/compare-1.json`."""
-    return json.loads(resources.files("provenance.report").joinpath("schemas/compare-1.json").read_text("utf-8"))
+    """The JSON Schema (draft 2020-12) of a result: `report/schemas/compare-1.json` with the signal names, their
+    item kinds and each kind's `details` rules filled in from the registered signals."""
+    from provenance.signals import registry
+
+    schema = json.loads(resources.files("provenance.report").joinpath("schemas/compare-1.json").read_text("utf-8"))
+    defs = schema["$defs"]
+    defs["signal"]["enum"] = list(registry.names())
+    evidence = defs["evidence"]
+    kinds = registry.evidence_kinds()
+    evidence["properties"]["kind"]["enum"] = sorted({k for ks in kinds.values() for k in ks})
+    evidence["allOf"] = [{"if": {"properties": {"signal": {"const": s.name}}, "required": ["signal"]},
+                          "then": {"properties": {"kind": {"enum": list(s.kinds)}}}} for s in registry.signals()]
+    evidence["allOf"] += [{"if": {"properties": {"signal": {"const": s.name}, "kind": {"const": kind}},
+                                  "required": ["signal", "kind"]},
+                           "then": {"properties": {"details": rules}}}
+                          for s in registry.signals() for kind, rules in s.details.items()]
+    return schema
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ positions are aligned by character offsets.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,11 @@ import torch
 from provenance.activations.base import ActivationModel, Captured
 from provenance.activations.positions import aligned_positions
 from provenance.activations.probes import ProbeSet
-from provenance.errors import IncomparableError, MissingFileError
+from provenance.errors import IncomparableError, MissingFileError, SourceKindError, UnknownFormatError
 from provenance.evidence import Evidence, Verdict, confidence
+from provenance.io.guard import member
+from provenance.io.source import ModelSource, read_shard_index, resolve, safe_join
+from provenance.jsonfile import read_json
 from provenance.report.pvalues import p_phrase
 from provenance.stats.cka import cka_matrix, gram_terms, permuted
 from provenance.stats.neurons import neuron_match
@@ -49,6 +53,7 @@ class ActivationEvidence:
     p_value: float  # combined over layers and tests (Bonferroni: valid under any dependence)
     tests: int
     notes: list[str] = field(default_factory=list)
+    neurons_skipped: str = ""  # why the neuron test did not run ("" when it ran)
 
     @property
     def statistic(self) -> float:
@@ -56,28 +61,71 @@ class ActivationEvidence:
         return float(np.mean([c for *_, c in self.layer_map])) if self.layer_map else 0.0
 
 
-def open_runner(spec: str | Path, *, device: str, tokenizer: Any = None) -> ActivationModel:
-    """The runner for a spec: onnxruntime for .onnx, transformers for HF directories and GGUF."""
-    path = Path(spec)
-    onnx = path if path.suffix.lower() == ".onnx" else None
-    if path.is_dir() and not any(path.glob("*.safetensors")) and not (path / "config.json").is_file():
-        ggufs, found = sorted(path.glob("*.gguf")), sorted(path.glob("*.onnx"))
-        if len(ggufs) == 1:
-            path = ggufs[0]
-        elif len(found) == 1:
-            onnx = found[0]
-    if onnx is not None:
+def open_runner(spec: str | Path | ModelSource, *, device: str, tokenizer: Any = None) -> ActivationModel:
+    """The runner for a spec, on the weights `resolve` picks for every signal: onnxruntime for ONNX,
+    transformers for a GGUF file and for an HF folder (safetensors or pickles, checked to be the files
+    transformers loads from it)."""
+    source = resolve(spec)
+    if source.kind != "checkpoint":
+        where = f"{source.spec}: " if source.kind == "endpoint" else ""
+        raise SourceKindError(f"{where}{source.what()}, with no weights to run; activations run the model itself",
+                              path=source.path)
+    if source.weights_format == "onnx":
         from provenance.activations.onnx_runner import OnnxActivationModel
 
-        return OnnxActivationModel(onnx, tokenizer=tokenizer)
+        own = source.tokenizer_files.get("tokenizer.json", Path(source.folder or ".") / "tokenizer.json")
+        return OnnxActivationModel(source.weights[0], tokenizer=tokenizer if tokenizer is not None else own)
     from provenance.activations.torch_runner import TorchActivationModel
 
-    return TorchActivationModel(path, device=device, tokenizer=tokenizer)
+    if source.weights_format == "gguf":
+        return TorchActivationModel(source.weights[0], device=device, tokenizer=tokenizer)
+    return TorchActivationModel(_transformers_folder(source), device=device, tokenizer=tokenizer)
 
 
-def open_pair(base: str | Path, candidate: str | Path, *, device: str,
+def _transformers_folder(source: ModelSource) -> Path:
+    """The folder transformers loads, once checked that it loads exactly the weights the weight signal reads
+    (transformers picks by its own rule, which config.json's `transformers_weights` can redirect)."""
+    folder = Path(source.folder or ".")
+    if source.config_file is None:
+        return folder  # the runner says that activations need a config
+    config = read_json(source.config_file)
+    loads = _transformers_weights(source, config if isinstance(config, dict) else {})
+    if loads is None:
+        raise UnknownFormatError("its transformers_weights names no safetensors file or index, which transformers "
+                                 "refuses; activations cannot run this folder", path=source.config_file)
+    if loads != {os.path.abspath(p) for p in source.weights}:
+        said = ", ".join(sorted(Path(p).name for p in loads)) or "no weights file it knows"
+        raise UnknownFormatError(f"transformers would run {said} from this folder, but the weight signal reads "
+                                 f"{', '.join(p.name for p in source.weights)}; activations must run the same "
+                                 "weights: keep one model's weights in the folder", path=folder)
+    return folder
+
+
+def _transformers_weights(source: ModelSource, config: dict[str, Any]) -> set[str] | None:
+    """Absolute paths of the files `from_pretrained` loads from the source's folder; None for a name it refuses."""
+    folder = Path(source.folder or ".")
+    explicit = config.get("transformers_weights")
+    if explicit is not None:
+        if not isinstance(explicit, str) or not explicit.endswith((".safetensors", ".safetensors.index.json")):
+            return None
+        name: str | None = explicit
+    else:
+        name = next((n for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                 "pytorch_model.bin.index.json") if (folder / n).is_file()), None)
+    if name is None:
+        return set()
+    file = safe_join(folder, name, source.config_file or folder)
+    if not name.endswith(".index.json"):
+        return {os.path.abspath(file)}
+    shards = read_shard_index(member(source.root or folder, file)).values()
+    return {os.path.abspath(safe_join(folder, s, file)) for s in shards}
+
+
+def open_pair(base: str | Path | ModelSource, candidate: str | Path | ModelSource, *, device: str,
               notes: list[str]) -> tuple[ActivationModel, ActivationModel]:
-    """Both runners; a side without a tokenizer borrows the other's (and the notes say so)."""
+    """Both runners, each on its resolved source; a side without a tokenizer borrows the other's (and the
+    notes say so)."""
+    base, candidate = resolve(base), resolve(candidate)
     try:
         a = open_runner(base, device=device)
     except MissingFileError:
@@ -131,10 +179,21 @@ def activation_evidence(a: ActivationModel, b: ActivationModel, probes: ProbeSet
     tests = sum(t["pairs_tried"] * (1 if t["p_agreement"] is None else 2) for t in neurons)
     layer_map = _refined_map(layer_map, neurons, cka, tests)
     p = min(1.0, min(_layer_p(t) for t in neurons) * tests) if neurons else 1.0
-    if not neurons:
-        notes.append("MLP activations of the two models are not comparable (gated vs plain MLP): CKA only")
+    notes += [note for note in dict.fromkeys(ca.notes + cb.notes) if note not in notes]
+    skipped = "" if neurons else _why_no_neurons(ca, cb)
+    if skipped:
+        notes.append(f"MLP neuron test not run: {skipped}; CKA only")
     return ActivationEvidence(probes.version, probes.sha256, n, (ca.tokens, cb.tokens), cka, float(null.std()),
-                              layer_map, neurons, p, tests, notes)
+                              layer_map, neurons, p, tests, notes, skipped)
+
+
+def _why_no_neurons(ca: Captured, cb: Captured) -> str:
+    """Why no layer pair had its neurons tested, in words."""
+    for side, c in (("base", ca), ("candidate", cb)):
+        if not c.mlp:
+            return f"the {side}'s MLP neurons were not captured ({c.missing or 'no hook point gives them'})"
+    return (f"the base's MLP views ({', '.join(sorted(ca.mlp))}) and the candidate's ({', '.join(sorted(cb.mlp))}) "
+            "differ (gated vs plain MLP): their neurons are not comparable")
 
 
 def _candidate_pairs(layer_map: list[tuple[int, int, float]], n_a: int, n_b: int) -> dict[int, list[int]]:
@@ -230,7 +289,9 @@ def activation_items(ev: ActivationEvidence) -> list[Evidence]:
     carried = carrying_layers(ev)
     items = [Evidence("activations", round(neuron_effect(ev), 6), ev.p_value,
                       f"{len(carried)} of {len(ev.neurons)} candidate layers have MLP neurons that correspond to "
-                      f"base neurons beyond chance at {ev.positions} aligned positions of {ev.probe_set}.",
+                      f"base neurons beyond chance at {ev.positions} aligned positions of {ev.probe_set}."
+                      if not ev.neurons_skipped else "No MLP neuron test ran (the coverage item says why): "
+                      "nothing here rules chance out.",
                       {"test": "matched neurons: in place (exchangeable labels) and gate/up agreement "
                                "(shuffled-sample null); Bonferroni over layers", "tests": ev.tests,
                        "probe_set": ev.probe_set, "probe_sha256": ev.probe_sha256, "positions": ev.positions,
@@ -242,6 +303,10 @@ def activation_items(ev: ActivationEvidence) -> list[Evidence]:
                           {"cka": np.round(ev.cka, 6).tolist(), "null_sd": round(ev.cka_null_sd, 6),
                            "layer_map": [[i, j, round(c, 6)] for i, j, c in ev.layer_map], "notes": ev.notes},
                           kind="cka"))
+    if ev.neurons_skipped:
+        items.append(Evidence("activations", None, None, f"The MLP neuron test was not run: {ev.neurons_skipped}.",
+                              {"test": "matched neurons", "ran": False, "reason": ev.neurons_skipped},
+                              kind="coverage"))
     return items
 
 

@@ -1,0 +1,104 @@
+"""The weight signal's verdict and evidence items, from a `WeightEvidence`.
+
+Only a calibrated test decides: `derived` needs the layer test's p-value below DERIVED_P and
+an effect of at least MIN_EFFECT; `identical` also needs the weights to be the same up to what
+storage (casts, quantization) explains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from provenance import relation
+from provenance.evidence import Evidence, Verdict, confidence
+from provenance.signals.weights import WeightEvidence
+
+DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
+MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach this
+INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
+NULL_EFFECT = 0.15
+IDENTICAL_COSINE = 0.9999
+
+
+def _stats(w: WeightEvidence) -> str:
+    """The layer test in one sentence (the relation's sentences come first)."""
+    lm = w.layer_map
+    return (f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond chance "
+            f"(mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± {lm.null_sd:.3f} under "
+            f"independence, z = {lm.z:.1f}).")
+
+
+def _copy_kind(change: float | None, shapes: dict[str, Any]) -> str:
+    """EXACT when nothing moved (a quantized file against itself too), else what storage change explains it."""
+    if (change or 0.0) <= 1e-6 and not shapes["dtypes_differ"]:
+        return relation.EXACT
+    return relation.QUANTIZED if shapes["quantized"] else relation.DTYPE if shapes["dtypes_differ"] else relation.EXACT
+
+
+def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
+    """Verdict from the weight evidence; `shapes` holds (base, candidate) pairs and flags."""
+    if w is None or w.layer_map is None or w.comparable < 2 or len(w.layer_map.candidate_layers) < 2:
+        why = "; ".join(w.notes) if w is not None and w.notes else "too few comparable tensors"
+        return Verdict("inconclusive", None, 0.0, None, f"The weights could not be compared: {why}.")
+    lm = w.layer_map
+    sim = w.similarity
+    change = sim.get("relative_change")
+    if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
+        rel = relation.describe(w, shapes)
+        same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
+                and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
+        label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
+        if label == "identical":
+            rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
+                                         sim.get("direct_cosine"))
+        elif not rel.tags:
+            rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
+                                                         "measures name no more specific change."])
+        return Verdict(label, rel.label, confidence(label, lm.p_value), lm.p_value, f"{rel.text} {_stats(w)}")
+    if lm.p_value > INDEPENDENT_P or lm.statistic < NULL_EFFECT:
+        quiet = sum(1 for *_, p in lm.best if p > 0.01)
+        return Verdict("independent", None, 0.0, lm.p_value,
+                       f"No candidate layer's weights track a base layer more than independent models do "
+                       f"({quiet} of {len(lm.best)} layers within chance; mean profile correlation "
+                       f"{lm.statistic:.3f}, z = {lm.z:.1f}).")
+    return Verdict("inconclusive", None, 0.0, lm.p_value,
+                   f"The weights agree more than chance (z = {lm.z:.1f}) but not enough to call it derived "
+                   f"(mean profile correlation {lm.statistic:.3f}).")
+
+
+def weight_items(w: WeightEvidence) -> list[Evidence]:
+    """Evidence items of the weight signal: the layer test, the alignment, the magnitudes, problems."""
+    items: list[Evidence] = []
+    lm, al = w.layer_map, w.alignment
+    if lm is not None:
+        items.append(Evidence("weights", round(lm.statistic, 6), lm.p_value,
+                              f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers have residual "
+                              f"profiles matching a base layer (z = {lm.z:.1f} against re-paired dimensions).",
+                              {"test": "joint permutation of matched residual dimensions", "z": round(lm.z, 3),
+                               "p_exact_bound": lm.p_exact, "null_mean": round(lm.null_mean, 6),
+                               "null_sd": round(lm.null_sd, 6), "comparable_roles": w.comparable,
+                               "per_layer": [{"base": a, "candidate": b, "similarity": round(s, 6),
+                                              "p_value": p} for a, b, s, p in lm.best],
+                               "similarity_matrix": {"base_layers": list(lm.base_layers),
+                                                     "candidate_layers": list(lm.candidate_layers),
+                                                     "values": np.round(lm.similarity, 4).tolist()},
+                               **w.map_facts}, kind="layer test"))
+    if al is not None:
+        items.append(Evidence("weights", round(al.quality, 6), None,
+                              f"Residual dimensions aligned from {al.n_tokens} embedding rows paired by "
+                              f"{al.paired_by}: held-out median correlation {al.quality:.3f}"
+                              f"{' (identity map)' if al.is_identity else ''}.", al.summary(), kind="alignment"))
+    if w.similarity.get("sketches_compared"):
+        items.append(Evidence("weights", w.similarity.get("matched_cosine"), None,
+                              f"Matched layers' weights agree at cosine {w.similarity.get('matched_cosine')} "
+                              f"(relative change {w.similarity.get('relative_change')}).", dict(w.similarity),
+                              kind="magnitudes"))
+    for problem in w.problems:
+        items.append(Evidence("weights", None, None, problem, {}, kind="bad tensor"))
+    if w.notes or any(w.only_in.values()):
+        missing = "; ".join(f"{k} only in the {side}" for side, ks in w.only_in.items() for k in ks)
+        items.append(Evidence("weights", None, None, "Not compared: " + "; ".join(filter(None, [missing] + w.notes))
+                              + ".", {"only_in": w.only_in, "notes": w.notes}, kind="coverage"))
+    return items
