@@ -26,7 +26,6 @@ SCHEMA = "provenance.identify/1"
 SHORTLIST = 8  # entries compared in full per screen (weights, tokenizer), at least
 SCREEN_R = 0.5  # an embedding screen this high is always compared in full (independent models sit near 0)
 SCREEN_JACCARD = 0.5
-WEIGHT_SIGNALS = ("weights", "activations")
 
 
 @dataclass
@@ -49,8 +48,10 @@ class Candidate:
 
     @property
     def is_match(self) -> bool:
-        """Derived or identical, decided by a weight test (a shared tokenizer alone is not a base)."""
-        return self.label in ("identical", "derived") and any(s in WEIGHT_SIGNALS for s in self.decided_by)
+        """Derived or identical, decided by a test on the model (a shared tokenizer alone is not a base)."""
+        from provenance.signals.registry import model_tests
+
+        return self.label in ("identical", "derived") and any(s in model_tests() for s in self.decided_by)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
