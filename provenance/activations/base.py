@@ -22,13 +22,16 @@ class Captured:
     """Activations at the requested positions, in request order (text by text, position by position).
 
     residual: float32 [layers, n, d] — the residual stream after each transformer block.
-    mlp: per view, float32 [layers, n, f] — 'gate' and 'up' projection outputs for gated MLPs,
-    'act' (the hidden activation after the nonlinearity) for plain MLPs.
+    mlp: per view, float32 [layers, n, f] — 'gate' and 'up' projection outputs for gated MLPs
+    (for MoE: every routed expert's, concatenated), 'act' (the hidden activation after the
+    nonlinearity) for plain MLPs; empty when the runner could not capture them (`missing` says why).
     """
 
     residual: np.ndarray
     mlp: dict[str, np.ndarray] = field(default_factory=dict)
     tokens: int = 0  # tokens run through the model (all positions, not only the captured ones)
+    notes: list[str] = field(default_factory=list)  # how the activations were found, when a report should say
+    missing: str = ""  # why `mlp` is empty ("" when it is not, or when nobody said)
 
 
 class ActivationModel(Protocol):

@@ -2,11 +2,13 @@
 and capture residual-stream and MLP activations at chosen token positions through hooks.
 
 Accepts an HF directory whose config names a model type transformers knows (custom
-`auto_map` code is refused) and a GGUF file (dequantized by transformers' GGUF loader).
+`auto_map` code is refused) and a GGUF file (dequantized by transformers' GGUF loader). The
+hook points come from the architecture definitions (`activations/hookpoints.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,10 @@ import numpy as np
 import torch
 
 from provenance.activations.base import Captured, Encoded
+from provenance.activations.hookpoints import HookPlan, plan_hooks
 from provenance.errors import CorruptFileError, MissingFileError, UnknownFormatError
 from provenance.io.convert import resolve_device
 from provenance.jsonfile import read_json
-
-_GATED = (("gate_proj", "up_proj"), ("w1", "w3"), ("gate", "up"))
-_PLAIN_ACT = ("intermediate", "mlp.act", "mlp.act_fn")
 
 
 class TorchActivationModel:
@@ -38,8 +38,8 @@ class TorchActivationModel:
         if self.tokenizer is None:
             raise MissingFileError("no tokenizer.json beside the weights: activations need the text tokenized; "
                                    "pass the other model's tokenizer when the vocabularies agree", path=spec)
-        self.layers = _layer_modules(self.model)
-        self.mlp_views = _mlp_views(self.layers[0])
+        self.hooks: HookPlan = plan_hooks(self.model)
+        self.layers = self.hooks.layers
         self._last: tuple[int, Captured] | None = None  # the latest capture, reused for the same request
 
     def encode(self, texts: list[str]) -> Encoded:
@@ -59,8 +59,8 @@ class TorchActivationModel:
             return self._last[1]
         total = sum(len(p) for p in positions)
         store: dict[str, np.ndarray] = {}  # view -> [layers, total, width], allocated on the first batch
-        picks: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (batch rows, token indices, write offset)
-        handles = self._hooks(store, picks, total)
+        picks: list[tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]]] = []  # rows, tokens, offset, shape
+        handles, flush = self._hooks(store, picks, total)
         tokens, offset = 0, 0
         try:
             for start in range(0, len(enc.input_ids), batch_size):
@@ -68,38 +68,62 @@ class TorchActivationModel:
                 pos = positions[start:start + batch_size]
                 rows = torch.tensor([r for r, p in enumerate(pos) for _ in p], dtype=torch.long, device=self.device)
                 cols = torch.tensor([c for p in pos for c in p], dtype=torch.long, device=self.device)
-                picks[:] = [(rows, cols, offset)]
                 batch, mask = _pad(ids, self.device)
+                picks[:] = [(rows, cols, offset, tuple(batch.shape))]
                 tokens += int(mask.sum())
                 if len(cols):
                     self.model(input_ids=batch, attention_mask=mask)
+                    flush()
                 offset += len(cols)
         finally:
             for h in handles:
                 h.remove()
         residual = store.pop("residual", np.zeros((len(self.layers), 0, 0), dtype=np.float32))
-        mlp = {v: store[v] for v in self.mlp_views if v in store}
-        self._last = (key, Captured(residual, mlp, tokens))
+        mlp = {v: store[v] for v in self.hooks.views if v in store}
+        self._last = (key, Captured(residual, mlp, tokens, list(self.hooks.notes), self.hooks.missing))
         return self._last[1]
 
-    def _hooks(self, store: dict[str, np.ndarray], picks: list, total: int) -> list[Any]:
-        """Forward hooks that copy the picked positions straight into one preallocated array per tensor."""
-        def keep(view: str, layer: int):
+    def _hooks(self, store: dict[str, np.ndarray], picks: list, total: int) -> tuple[list[Any], Callable[[], None]]:
+        """Forward hooks copying the picked positions into one preallocated array per view, and `flush`,
+        which writes one forward pass's MLP pieces (concatenated in slot order) into them."""
+        pending: dict[tuple[str, int], list[np.ndarray | None]] = {}
+
+        def put(view: str, layer: int, got: np.ndarray) -> None:
+            if view not in store:
+                store[view] = np.empty((len(self.layers), total, got.shape[-1]), dtype=np.float32)
+            offset = picks[0][2]
+            store[view][layer, offset:offset + len(got)] = got
+
+        def residual(layer: int):
             def hook(_module: Any, _inputs: Any, output: Any) -> None:
                 out = output[0] if isinstance(output, tuple) else output
-                rows, cols, offset = picks[0]
-                got = out[rows, cols].float().cpu().numpy()
-                if view not in store:
-                    store[view] = np.empty((len(self.layers), total, got.shape[-1]), dtype=np.float32)
-                store[view][layer, offset:offset + len(got)] = got
+                rows, cols, *_ = picks[0]
+                put("residual", layer, out[rows, cols].float().cpu().numpy())
             return hook
+
+        def mlp(layer: int, part: Any):
+            def hook(_module: Any, inputs: Any, output: Any) -> None:
+                rows, cols, _offset, shape = picks[0]
+                for view, slot, got in part.read(inputs, output, rows, cols, shape):
+                    pending.setdefault((view, layer), [None] * self.hooks.slots)[slot] = got
+            return hook
+
+        def flush() -> None:
+            for view in self.hooks.views:
+                for layer in range(len(self.layers)):
+                    pieces = pending.get((view, layer), [None])
+                    if any(p is None for p in pieces):
+                        raise UnknownFormatError(f"a {view!r} hook point of layer {layer} never ran "
+                                                 f"({self.hooks.source}): this model does not use that module")
+                    put(view, layer, np.concatenate(pieces, axis=-1))
+            pending.clear()
 
         handles = []
         for i, layer in enumerate(self.layers):
-            handles.append(layer.register_forward_hook(keep("residual", i)))
-            for view, name in self.mlp_views.items():
-                handles.append(layer.get_submodule(name).register_forward_hook(keep(view, i)))
-        return handles
+            handles.append(layer.register_forward_hook(residual(i)))
+            for part in self.hooks.parts[i]:
+                handles.append(part.module.register_forward_hook(mlp(i, part)))
+        return handles, flush
 
     def close(self) -> None:
         """Free the model (and GPU memory)."""
@@ -188,26 +212,3 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
                                  "checkpoint whose tensor names do not match its config", path=folder)
     file = folder / "tokenizer.json"
     return (model, _tokenizer_file(file), file) if file.is_file() else (model, None, None)
-
-
-def _layer_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The transformer blocks: the ModuleList with num_hidden_layers entries."""
-    n = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    for _name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n and n > 0:
-            return list(module)
-    raise UnknownFormatError(f"cannot find the {n} transformer blocks of {type(model).__name__}")
-
-
-def _mlp_views(layer: torch.nn.Module) -> dict[str, str]:
-    """Submodule names to hook: gate and up projections for gated MLPs, else the activation output."""
-    names = {n for n, _ in layer.named_modules()}
-    for gate, up in _GATED:
-        g = next((n for n in sorted(names) if n.split(".")[-1] == gate), None)
-        u = next((n for n in sorted(names) if n.split(".")[-1] == up), None)
-        if g and u:
-            return {"gate": g, "up": u}
-    for name in _PLAIN_ACT:
-        if name in names:
-            return {"act": name}
-    return {}

@@ -1,4 +1,5 @@
-"""Architecture definitions: canonical role <- checkpoint tensor-name template, as data.
+"""Architecture definitions: canonical role <- checkpoint tensor-name template, and the activation
+hook points of transformers' implementation, as data.
 
 One JSON file per architecture in `definitions/` (see definitions/README.md for the format).
 Files are parsed on first use, not at import, and checked so that a typo fails loudly.
@@ -13,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from provenance.arch.hooks import Hooks, parse_hooks
 from provenance.errors import DefinitionError
 
 SPLIT_LAYOUTS = ("concat", "heads_interleaved", "kv_groups")
@@ -55,6 +57,7 @@ class Definition:
     layout_defaults: dict[str, Any] = field(default_factory=dict)
     layout_fixed: dict[str, Any] = field(default_factory=dict)
     norm: str = "pre"
+    hooks: Hooks | None = None  # activation hook points in transformers' implementation (arch/hooks.py)
     extends: str | None = None
     description: str = ""
     file: Path | None = None
@@ -113,6 +116,8 @@ def parse_definition(data: dict[str, Any], *, where: str, base: Definition | Non
         layout_fixed=dict(data.get("layout_fixed", {})),  # a variant's own fact: not inherited
         extends=data.get("extends"),
         norm=data.get("norm", base.norm if base else "pre"),
+        hooks=parse_hooks(data["hooks"], where=where, base=base.hooks if base else None) if "hooks" in data
+        else (base.hooks if base else None),
         description=data.get("description", ""), file=None,
     )
 

@@ -39,6 +39,13 @@ def matches(defn: Definition, config: dict[str, Any], fmt: str) -> int:
     return score
 
 
+def definition_for(config: dict[str, Any], fmt: str) -> Definition | None:
+    """The most specific definition whose match clause holds for this config and format, or None."""
+    scored = [(matches(d, config, fmt), d) for d in load_definitions().values()]
+    best = max((s for s, _ in scored), default=0)
+    return next((d for s, d in scored if s == best), None) if best > 0 else None
+
+
 def map_roles(infos: dict[str, TensorInfo], config: dict[str, Any], fmt: str) -> RoleMap:
     """Canonical roles of a checkpoint: by config, else by tensor names, else by structure."""
     n_float = sum(1 for i in infos.values() if not is_buffer(i))

@@ -20,7 +20,12 @@ import torch
 from provenance.activations.base import ActivationModel, Captured
 from provenance.activations.positions import aligned_positions
 from provenance.activations.probes import ProbeSet
-from provenance.errors import IncomparableError, MissingFileError, SourceKindError, UnknownFormatError
+from provenance.errors import (
+    IncomparableError,
+    MissingFileError,
+    SourceKindError,
+    UnknownFormatError,
+)
 from provenance.evidence import Evidence, Verdict, confidence
 from provenance.io.guard import member
 from provenance.io.source import ModelSource, read_shard_index, resolve, safe_join
@@ -275,6 +280,10 @@ def activation_verdict(ev: ActivationEvidence) -> Verdict:
                        f"MLP neurons of {len(carried)} of {len(ev.neurons)} candidate layers correspond to base "
                        f"neurons far beyond chance (layers {_pairs_text(carried)}; combined {p_phrase(ev.p_value)}); "
                        f"mean matched-layer CKA {ev.statistic:.3f}.")
+    if ev.neurons_skipped:
+        return Verdict("inconclusive", None, confidence("inconclusive", ev.p_value), ev.p_value,
+                       f"The MLP neuron test was not run ({ev.neurons_skipped}); the residual streams' CKA "
+                       f"(mean best-layer {ev.statistic:.3f}) cannot decide alone.")
     if ev.p_value > INDEPENDENT_P or not ev.neurons:
         label = "independent" if ev.neurons else "inconclusive"
         return Verdict(label, None, confidence(label, ev.p_value), ev.p_value,
@@ -285,28 +294,24 @@ def activation_verdict(ev: ActivationEvidence) -> Verdict:
 
 
 def activation_items(ev: ActivationEvidence) -> list[Evidence]:
-    """The neuron test with its p-value, then the CKA layer map."""
-    carried = carrying_layers(ev)
-    items = [Evidence("activations", round(neuron_effect(ev), 6), ev.p_value,
+    """The neuron test with its p-value (or why it did not run), then the CKA layer map."""
+    carried, skipped = carrying_layers(ev), ev.neurons_skipped
+    items = [Evidence("activations", None if skipped else round(neuron_effect(ev), 6), None if skipped else ev.p_value,
+                      f"The MLP neuron test was not run: {skipped}." if skipped else
                       f"{len(carried)} of {len(ev.neurons)} candidate layers have MLP neurons that correspond to "
-                      f"base neurons beyond chance at {ev.positions} aligned positions of {ev.probe_set}."
-                      if not ev.neurons_skipped else "No MLP neuron test ran (the coverage item says why): "
-                      "nothing here rules chance out.",
+                      f"base neurons beyond chance at {ev.positions} aligned positions of {ev.probe_set}.",
                       {"test": "matched neurons: in place (exchangeable labels) and gate/up agreement "
                                "(shuffled-sample null); Bonferroni over layers", "tests": ev.tests,
                        "probe_set": ev.probe_set, "probe_sha256": ev.probe_sha256, "positions": ev.positions,
                        "tokens": list(ev.tokens), "per_layer": ev.neurons,
-                       "carried_by": [[t["base_layer"], t["candidate_layer"]] for t in carried]}, kind="neurons")]
+                       "carried_by": [[t["base_layer"], t["candidate_layer"]] for t in carried],
+                       **({"not_run": skipped} if skipped else {})}, kind="neurons")]
     items.append(Evidence("activations", round(ev.statistic, 6), None,
                           f"Debiased CKA of the residual streams: mean {ev.statistic:.3f} over matched layers "
                           f"(shuffled samples: ±{ev.cka_null_sd:.3f}).",
                           {"cka": np.round(ev.cka, 6).tolist(), "null_sd": round(ev.cka_null_sd, 6),
                            "layer_map": [[i, j, round(c, 6)] for i, j, c in ev.layer_map], "notes": ev.notes},
                           kind="cka"))
-    if ev.neurons_skipped:
-        items.append(Evidence("activations", None, None, f"The MLP neuron test was not run: {ev.neurons_skipped}.",
-                              {"test": "matched neurons", "ran": False, "reason": ev.neurons_skipped},
-                              kind="coverage"))
     return items
 
 
