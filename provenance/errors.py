@@ -49,6 +49,14 @@ class UnsafePathError(ProvenanceError, ValueError):
     """An index or manifest points outside the model directory."""
 
 
+class EndpointSpecError(ProvenanceError, ValueError):
+    """An endpoint spec (openai+http://HOST:PORT/PATH#MODEL) is malformed."""
+
+
+class SourceKindError(ProvenanceError, ValueError):
+    """The spec names a kind of source the task cannot use: an endpoint or a fingerprint where weights are needed."""
+
+
 class TensorNotFoundError(ProvenanceError, KeyError):
     """A tensor or canonical role that the checkpoint does not have."""
 

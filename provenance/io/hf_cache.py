@@ -36,9 +36,27 @@ def looks_like_repo_id(spec: str) -> bool:
     return bool(_REPO_ID.match(repo)) and ".." not in repo
 
 
+def snapshot_repo(folder: Path) -> Path | None:
+    """The repository folder when `folder` is a snapshot of the HF cache (`models--org--name/snapshots/<commit>`,
+    beside `blobs/`), else None: a snapshot passed as a path is bounded like its model id."""
+    folder = folder.absolute()
+    repo = folder.parent.parent
+    if folder.parent.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
+        return repo
+    return None
+
+
 def resolve_repo_id(spec: str) -> Path:
     """Snapshot directory of `org/name[@revision]` (a branch, tag or commit) in the local cache; never
     touches the network."""
+    return resolve_repo(spec)[0]
+
+
+def resolve_repo(spec: str) -> tuple[Path, Path]:
+    """(snapshot directory, repository folder) of `org/name[@revision]` in the local cache, offline.
+
+    Snapshot files are links to `../../blobs/...`: the repository folder bounds every file read.
+    """
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -57,7 +75,7 @@ def resolve_repo_id(spec: str) -> Path:
         raise not_cached
     for rev in sorted(cached.revisions, key=lambda r: r.commit_hash):
         if revision in rev.refs or rev.commit_hash == revision:
-            return Path(rev.snapshot_path)
+            return Path(rev.snapshot_path), Path(cached.repo_path)
     known = sorted(r.commit_hash for r in cached.revisions)
     raise CheckpointNotFoundError(
         f"revision {revision!r} of {repo!r} is not in the local cache (snapshots there: "

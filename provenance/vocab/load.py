@@ -1,8 +1,9 @@
 """Tokenizer spec -> `Vocabulary`: pick the reader by file name and content, never by trust.
 
 A spec is a tokenizer file (tokenizer.json, tokenizer.model, *.tiktoken[.gz], vocab.txt,
-vocab.json, tekken.json, quicktok *.vocab, *.gguf) or a directory holding one, with or
-without weights beside it.
+vocab.json, tekken.json, quicktok *.vocab, *.gguf), a directory or cached model id holding
+one, with or without weights beside it, or a resolved `ModelSource`: which file that is, is
+`provenance.io.source.resolve`'s decision, the same one the weight signal uses.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from provenance.errors import (
     CheckpointNotFoundError,
     CorruptFileError,
     MissingFileError,
+    ProvenanceError,
+    SourceKindError,
     UnknownFormatError,
 )
-from provenance.io.guard import member, open_file
+from provenance.io.guard import open_file
+from provenance.io.source import (
+    VOCAB_FILES,
+    WEIGHT_SUFFIXES,
+    ModelSource,
+    is_repo_id,
+    resolve,
+)
 from provenance.jsonfile import read_json
 from provenance.vocab.hf_json import (
     is_tokenizer_json,
@@ -32,21 +42,28 @@ from provenance.vocab.tiktoken_file import looks_like_tiktoken, read_tiktoken
 if TYPE_CHECKING:
     from provenance.io.checkpoint import Checkpoint
 
-# Directory contents in the order we trust them: the fullest description first.
-DIRECTORY_FILES = ("tokenizer.json", "tekken.json", "tokenizer.model", "tokenizer.tiktoken", "qwen.tiktoken",
-                   "vocab.json", "vocab.txt")
-TOKENIZER_SUFFIXES = (".tiktoken", ".model", ".vocab", ".txt", ".json", ".gz")
-WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".bin", ".pt", ".pth")
+DIRECTORY_FILES = VOCAB_FILES  # a folder's tokenizer files in the order we trust them: the fullest first
 
 
-def load_vocabulary(spec: str | os.PathLike[str]) -> Vocabulary:
-    """Read the tokenizer a spec names (file or directory); a ProvenanceError on bad input."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return _from_directory(path)
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"no such tokenizer file or directory: {spec}")
-    return read_tokenizer_file(path)
+def load_vocabulary(spec: str | os.PathLike[str] | ModelSource) -> Vocabulary:
+    """Read the tokenizer of a spec (file, folder, cached model id or `ModelSource`) from the file `resolve`
+    picked for it; a ProvenanceError on bad input."""
+    try:
+        source = resolve(spec)
+    except CheckpointNotFoundError:
+        if isinstance(spec, ModelSource) or is_repo_id(os.fspath(spec)):
+            raise
+        raise CheckpointNotFoundError(f"no such tokenizer file or directory: {os.fspath(spec)}") from None
+    if source.kind in ("fingerprint", "endpoint"):
+        where = f"{source.spec}: " if source.kind == "endpoint" else ""
+        raise SourceKindError(f"{where}{source.what()}, not a tokenizer; its vocabulary is not read from files",
+                              path=source.path)
+    if source.vocab_file is None:
+        raise MissingFileError(f"no tokenizer found (looked for {', '.join(VOCAB_FILES)} and a GGUF's own "
+                               "vocabulary)", path=source.path)
+    if source.vocab_file in source.weights:  # the GGUF's own vocabulary
+        return _from_gguf(source.vocab_file)
+    return read_tokenizer_file(source.vocab_file)
 
 
 def vocabulary_of(ckpt: Checkpoint) -> Vocabulary | None:
@@ -61,18 +78,13 @@ def vocabulary_of(ckpt: Checkpoint) -> Vocabulary | None:
     return None
 
 
-def is_tokenizer_only(spec: str | os.PathLike[str]) -> bool:
-    """True when a spec names a tokenizer without weights: a tokenizer file, or a directory with no weights."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        if _is_gguf(path):
-            return _gguf_tensor_count(path) == 0  # llama.cpp's vocab-only files (ggml-vocab-*.gguf)
-        return path.suffix.lower() not in WEIGHT_SUFFIXES
-    if path.is_dir():
-        has_weights = any(p.suffix.lower() in WEIGHT_SUFFIXES for p in path.iterdir()) or \
-            (path / "onnx" / "model.onnx").is_file()
-        return not has_weights and any((path / n).is_file() for n in DIRECTORY_FILES)
-    return False
+def is_tokenizer_only(spec: str | os.PathLike[str] | ModelSource) -> bool:
+    """True when `resolve` finds a tokenizer without weights (a tokenizer file, a folder or cached id without
+    weights, a vocab-only GGUF); False otherwise, also when the spec is bad (opening it says why)."""
+    try:
+        return resolve(spec).kind == "tokenizer"
+    except ProvenanceError:
+        return False
 
 
 def read_tokenizer_file(path: Path) -> Vocabulary:
@@ -80,10 +92,10 @@ def read_tokenizer_file(path: Path) -> Vocabulary:
     name, suffix = path.name.lower(), path.suffix.lower()
     with open_file(path) as f:
         head = f.read(256)
-    if _is_gguf(path):
+    if _is_gguf(path) or suffix == ".gguf":
         return _from_gguf(path)
-    if suffix in WEIGHT_SUFFIXES:
-        return _from_directory(path.parent)
+    if suffix in WEIGHT_SUFFIXES:  # the tokenizer beside the weights, as `resolve` picks it
+        return load_vocabulary(path)
     if suffix == ".json":
         return _from_json(path)
     if name.endswith((".tiktoken", ".tiktoken.gz")) or head[:2] == b"\x1f\x8b" or looks_like_tiktoken(head):
@@ -126,18 +138,6 @@ def _json_tokenizer(path: Path) -> Vocabulary:
     raise not_a_tokenizer(path)
 
 
-def _from_directory(folder: Path) -> Vocabulary:
-    """The folder's tokenizer file (a regular file inside the folder: no link out of it is followed)."""
-    for name in DIRECTORY_FILES:
-        if (folder / name).is_file():
-            return read_tokenizer_file(member(folder, folder / name))
-    ggufs = sorted(folder.glob("*.gguf"))
-    if len(ggufs) == 1:
-        return _from_gguf(member(folder, ggufs[0]))
-    raise MissingFileError(f"no tokenizer found (looked for {', '.join(DIRECTORY_FILES)} and a GGUF's own "
-                           "vocabulary)", path=folder)
-
-
 def _from_gguf(path: Path) -> Vocabulary:
     from provenance.io.gguf_reader import GGUFTensorReader
     from provenance.vocab.gguf_vocab import read_gguf_vocab
@@ -150,13 +150,6 @@ def _from_gguf(path: Path) -> Vocabulary:
     if not tok:
         raise MissingFileError("the GGUF file has no tokenizer.ggml.tokens vocabulary", path=path)
     return read_gguf_vocab(tok, path)
-
-
-def _gguf_tensor_count(path: Path) -> int:
-    """The tensor count in a GGUF header (magic, u32 version, u64 tensors; little-endian)."""
-    with open_file(path) as f:
-        head = f.read(16)
-    return int.from_bytes(head[8:16], "little") if len(head) == 16 else -1
 
 
 def _is_gguf(path: Path) -> bool:
