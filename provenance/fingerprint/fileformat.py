@@ -26,6 +26,7 @@ from provenance.fingerprint.anchors import TAG_OF, Anchors
 from provenance.fingerprint.model import FORMAT, VERSION, Fingerprint, Sketch
 from provenance.fingerprint.screen import MINHASH, SCREEN_ANCHORS
 from provenance.fingerprint.vocab_codec import decode, encode
+from provenance.io.source import FINGERPRINT_SUFFIX, is_fingerprint_path
 
 MAX_HEADER = 64 * 1024 * 1024
 TAG = TAG_OF
@@ -176,7 +177,7 @@ def _header(path: Path) -> dict[str, Any] | None:
     return head if isinstance(head, dict) else None
 
 
-SUFFIX = ".fingerprint"
+SUFFIX = FINGERPRINT_SUFFIX
 
 
 def _why_no_header(p: Path) -> str:
@@ -191,15 +192,11 @@ def _why_no_header(p: Path) -> str:
 
 
 def is_fingerprint_file(path: str | os.PathLike[str]) -> bool:
-    """True for a `.fingerprint` file, or any file whose header says it is one (reads the header only)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    if p.suffix == SUFFIX:
-        return True
-    head = _header(p)
-    meta = head.get("__metadata__") if head else None
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
+    """True for a `.fingerprint` file, or any file whose header says it is one (reads the header only).
+
+    The same test `provenance.io.source.resolve` applies, so a spec is a fingerprint for every command or none.
+    """
+    return is_fingerprint_path(path)
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
