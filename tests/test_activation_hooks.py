@@ -303,6 +303,15 @@ def test_a_definition_path_the_model_lacks_falls_back_and_says_so(monkeypatch: p
     assert plan.views == GATED
 
 
+def test_mixed_dense_and_moe_blocks_capture_no_neurons_and_say_why() -> None:
+    """Qwen2-MoE with a dense first layer (mlp_only_layers): the definition's shared-expert path and the
+    fallback's first-block names both miss some blocks; no neuron is captured, and `missing` says why."""
+    config = transformers.Qwen2MoeConfig(**{**HF_CONFIGS["qwen2_moe"][1], "mlp_only_layers": [0]})
+    plan = plan_hooks(transformers.AutoModel.from_config(config))
+    assert plan.views == () and all(not parts for parts in plan.parts)
+    assert plan.missing.endswith("and its blocks differ (the last lacks 'mlp.gate_proj', which the first has)")
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"layers": "layers", "mlp": {"gate": "a"}}, "hooks.mlp names views ['gate']"),
     ({"layers": "layers.${i}"}, "hooks.layers must be one module path"),

@@ -136,11 +136,16 @@ def fallback_plan(model: torch.nn.Module, why: str) -> HookPlan:
     """The blocks and MLP views found by module names, for architectures no definition covers (noted)."""
     layers = _layer_modules(model)
     views = _mlp_views(layers[0])
+    lacking = sorted(set(views.values()) - {n for n, _ in layers[-1].named_modules()})
+    if lacking:  # blocks of different kinds (dense and MoE layers mixed)
+        views = {}
     parts = [[Part(layer.get_submodule(n), n, "output", [Piece(v, 0)]) for v, n in views.items()] for layer in layers]
     plan = HookPlan(layers, parts, tuple(views), 1 if views else 0, f"module-name fallback ({why})")
     named = ", ".join(f"{v} = {n}" for v, n in views.items()) or "none"
     plan.notes.append(f"{why}: blocks and MLP views found by module names (MLP views: {named})")
-    if not views:
+    if lacking:
+        plan.missing = f"{why}, and its blocks differ (the last lacks {lacking[0]!r}, which the first has)"
+    elif not views:
         plan.missing = f"{why}, and no module of its blocks looks like a dense MLP projection"
     return plan
 
