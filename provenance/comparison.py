@@ -19,18 +19,18 @@ import torch
 
 from provenance import __version__
 from provenance.arch.view import CanonicalModel, open_model
-from provenance.errors import InvalidParameterError
+from provenance.errors import InvalidParameterError, SourceKindError
 from provenance.fingerprint.compare import compare_fingerprints
-from provenance.fingerprint.fileformat import is_fingerprint_file
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
+from provenance.io.source import ModelSource, resolve
 from provenance.options import CompareOptions, reproduce_command
 from provenance.result import CompareResult
 from provenance.signals import loop, registry
-from provenance.signals.base import CHECKPOINTS, TOKENIZERS
+from provenance.signals.base import CHECKPOINTS, ENDPOINTS, TOKENIZERS
 from provenance.signals.facts import model_facts, shape_facts
 from provenance.signals.pair import Pair
-from provenance.vocab.load import is_tokenizer_only, load_vocabulary
+from provenance.vocab.load import load_vocabulary
 from provenance.vocab.model import Vocabulary
 
 SCHEMA = "provenance.compare/1"
@@ -81,24 +81,49 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
     except TypeError as exc:
         raise InvalidParameterError("options", "compare", f"fields of CompareOptions ({exc})", "") from None
     device = resolve_device(opts.device)
-    if is_fingerprint_file(base) or is_fingerprint_file(candidate):
-        return compare_fingerprints(base, candidate, opts, device)
-    alone = [str(s) for s in (base, candidate) if is_tokenizer_only(s)]
+    sa, sb = resolve(base), resolve(candidate)
+    kinds = {sa.kind, sb.kind}
+    if "endpoint" in kinds:
+        return _compare_endpoint(base, candidate, sa, sb, opts, device)
+    if "fingerprint" in kinds:
+        return compare_fingerprints(base, candidate, opts, device, sources=(sa, sb))
+    alone = [s.spec for s in (sa, sb) if s.kind == "tokenizer"]
     if alone:
         selected = loop.select(TOKENIZERS, opts.signals, alone[0])
-        va, vb = load_vocabulary(base), load_vocabulary(candidate)
-        pair = Pair(TOKENIZERS, base, candidate, opts, device, tokenizers=(va, vb))
+        va, vb = load_vocabulary(sa), load_vocabulary(sb)
+        pair = Pair(TOKENIZERS, base, candidate, opts, device, sources=(sa, sb), tokenizers=(va, vb))
         return result_of(pair, selected, _tokenizer_info(base, va, opts.hashes),
                          _tokenizer_info(candidate, vb, opts.hashes))
     selected = loop.select(CHECKPOINTS, opts.signals)
-    with open_model(base) as a, open_model(candidate) as b:
+    with open_model(sa) as a, open_model(sb) as b:
         if opts.hashes:  # the file hashes come from the weight stream's reads: each file is read once
             a.checkpoint.hash_reads()
             b.checkpoint.hash_reads()
-        pair = Pair(CHECKPOINTS, base, candidate, opts, device, models=(a, b))
+        pair = Pair(CHECKPOINTS, base, candidate, opts, device, sources=(sa, sb), models=(a, b))
         outcome = loop.run(pair, selected)
         va, vb = pair.read_vocabularies()
         return _result(pair, outcome, _model_info(a, opts.hashes, va), _model_info(b, opts.hashes, vb))
+
+
+def _compare_endpoint(base: Any, candidate: Any, sa: ModelSource, sb: ModelSource, opts: CompareOptions,
+                      device: torch.device) -> CompareResult:
+    """A candidate behind an API: only signals that read endpoints run; each opens what it needs of the base."""
+    if sa.kind == "endpoint":
+        raise SourceKindError(f"{sa.spec}: the base is a model behind an API endpoint; the base must be a checkpoint "
+                              "or a fingerprint you hold (only the candidate may be an endpoint)")
+    selected = loop.select(ENDPOINTS, opts.signals, sb.spec)
+    pair = Pair(ENDPOINTS, base, candidate, opts, device, sources=(sa, sb))
+    return result_of(pair, selected, source_info(sa), source_info(sb))
+
+
+def source_info(src: ModelSource) -> dict[str, Any]:
+    """A side described from its resolved source alone (no weights read): what an endpoint pair reports."""
+    where = src.endpoint.base_url if src.endpoint is not None else str(src.path)
+    return {"spec": src.spec, "path": where, "format": src.kind if src.kind == "endpoint" else str(src.weights_format),
+            "architecture": None, "definition": None, "roles_inferred": None, "layers": None, "parameters": None,
+            "dtypes": {}, "tokenizer": None, "sha256": {},
+            **({"endpoint": {"base_url": src.endpoint.base_url, "model": src.endpoint.model,
+                             "api_key_env": src.endpoint.api_key_env}} if src.endpoint is not None else {})}
 
 
 def result_of(pair: Pair, selected: tuple[Any, ...], base_info: dict[str, Any],

@@ -16,7 +16,7 @@ from provenance.report.html import render_html
 from provenance.report.markdown import render_markdown
 from provenance.report.schema import compare_schema, validate_result
 from provenance.signals import registry
-from provenance.signals.base import CHECKPOINTS, MODEL_TEST, ROLES, Reading
+from provenance.signals.base import CHECKPOINTS, ENDPOINTS, MODEL_TEST, ROLES, Reading
 
 
 class LayerCount:
@@ -128,3 +128,51 @@ def test_no_layer_below_the_cli_imports_it():
                  and re.search(r"^\s*(from provenance\.cli|import provenance\.cli)", p.read_text(), re.M)
                  and p.name != "__main__.py"]
     assert offenders == []
+
+
+class EndpointName:
+    """A toy signal that reads an endpoint pair without any network: it reports the served model's name."""
+
+    name = "servedname"
+    order = 50
+    role = MODEL_TEST
+    default = False
+    reads = frozenset({ENDPOINTS})
+    refusal = "it reads endpoints"
+    kinds = ("name",)
+    details: dict[str, Any] = {}
+    title = "Served name"
+
+    def measure(self, pair: Any) -> Reading:
+        base, candidate = pair.sources
+        served = candidate.endpoint.model
+        verdict = Verdict("inconclusive", None, 0.0, None, f"The endpoint serves {served!r}.")
+        return Reading(self.name, [Evidence(self.name, None, None, f"{base.kind} vs {served}", kind="name")], verdict)
+
+    def section(self, result: dict[str, Any]) -> Section | None:
+        return None
+
+
+ENDPOINT = "openai+http://127.0.0.1:9/v1#smollm2-disguised"
+
+
+def test_an_endpoint_candidate_reaches_the_signals_that_read_endpoints(monkeypatch, tiny_llama, provenance_cli):
+    rc, out, err = provenance_cli("compare", tiny_llama[0], ENDPOINT)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "no registered signal reads endpoints" in err and "smollm2-disguised" in err
+    rc, out, err = provenance_cli("compare", ENDPOINT, tiny_llama[0])
+    assert rc == 2 and "only the candidate may be an endpoint" in err
+
+    found = registry.signals() + (EndpointName(),)
+    monkeypatch.setattr(registry, "signals", lambda: tuple(sorted(found, key=lambda s: (s.order, s.name))))
+    compare_schema.cache_clear()
+    try:
+        r = compare(tiny_llama[0], ENDPOINT, hashes=False)  # the only signal that can read it runs by default
+        assert [e.finding for e in r.evidence] == ["checkpoint vs smollm2-disguised"]
+        assert r.candidate["endpoint"] == {"base_url": "http://127.0.0.1:9/v1", "model": "smollm2-disguised",
+                                           "api_key_env": "OPENAI_API_KEY"}
+        validate_result(json.loads(r.to_json()))
+        with pytest.raises(InvalidParameterError, match="must be 'servedname' when the candidate is endpoint"):
+            compare(tiny_llama[0], ENDPOINT, signals=("weights",))
+    finally:
+        compare_schema.cache_clear()

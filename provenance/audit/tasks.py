@@ -26,24 +26,34 @@ def _read_bytes() -> int:
     return -1
 
 
-def _files(spec: str) -> list[Path]:
-    p = Path(spec)
-    return sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+def _files(spec: str) -> tuple[Path | None, list[Path]]:
+    """(the folder the files are named relative to, the files fingerprinting reads), as `resolve` picks them;
+    a spec it cannot resolve has none (the fingerprint task then reports why)."""
+    from provenance.io.source import resolve
+
+    try:
+        src = resolve(spec)
+    except ProvenanceError:
+        return None, []
+    if src.kind == "fingerprint" and src.path is not None:
+        return src.path.parent, [src.path]
+    picked = [*src.weights, src.index_file, src.config_file, *src.tokenizer_files.values(), src.vocab_file]
+    return src.folder, sorted({f for f in picked if f is not None and f.is_file()})
 
 
 def input_size(spec: str) -> int:
     """Bytes of the model's files (what fingerprinting it reads: each byte once with hashes on)."""
-    return sum(f.stat().st_size for f in _files(spec))
+    return sum(f.stat().st_size for f in _files(spec)[1])
 
 
 def input_key(spec: str) -> str:
     """A cheap key of a model's input files (path, size, mtime of each): unchanged key, unchanged model."""
-    p = Path(spec)
-    files = _files(spec)
+    folder, files = _files(spec)
     h = hashlib.sha256(spec.encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        name = f.relative_to(folder) if folder is not None and f.is_relative_to(folder) else f.name
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

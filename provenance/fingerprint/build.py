@@ -25,13 +25,14 @@ import torch
 
 from provenance import __version__
 from provenance.arch.view import CanonicalModel, open_model
-from provenance.errors import ProvenanceError
+from provenance.errors import ProvenanceError, SourceKindError
 from provenance.fingerprint import anchors as anc
-from provenance.fingerprint.fileformat import as_stored, is_fingerprint_file, load
+from provenance.fingerprint.fileformat import as_stored, load
 from provenance.fingerprint.model import Fingerprint, Sketch
 from provenance.fingerprint.screen import embedding_screen, minhash
 from provenance.io.checkpoint import file_sha256
 from provenance.io.convert import resolve_device
+from provenance.io.source import resolve
 from provenance.signals.config import config_facts
 from provenance.signals.profiles import (
     INFERRED_SKETCH_KEYS,
@@ -39,7 +40,7 @@ from provenance.signals.profiles import (
     SKETCH_KEYS,
     compute_profiles,
 )
-from provenance.vocab.load import is_tokenizer_only, load_vocabulary, vocabulary_of
+from provenance.vocab.load import load_vocabulary, vocabulary_of
 from provenance.vocab.model import Vocabulary
 
 ANCHOR_VALUES = 1 << 19  # anchor rows x hidden kept for the alignment (1 MiB as float16)
@@ -57,14 +58,18 @@ STAT_SAMPLE = 1 << 18  # elements per tensor the moment statistics are taken ove
 def fingerprint(spec: str | os.PathLike[str], *, device: str = "auto", hashes: bool = True,
                 source: dict[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> Fingerprint:
     """The fingerprint of a model, tokenizer or fingerprint file (`source` adds name, package, license, lineage)."""
-    if is_fingerprint_file(spec):
-        fp = load(spec)
+    src = resolve(spec)
+    if src.kind == "fingerprint":
+        fp = load(src.path)
         if source:
             fp.meta["source"] = {**fp.meta.get("source", {}), **source}
         return fp
-    if is_tokenizer_only(spec):
-        return from_vocabulary(load_vocabulary(spec), spec=str(spec), hashes=hashes, source=source)
-    with open_model(spec) as m:
+    if src.kind == "tokenizer":
+        return from_vocabulary(load_vocabulary(src), spec=src.spec, hashes=hashes, source=source)
+    if src.kind == "endpoint":
+        raise SourceKindError(f"{src.spec}: a model behind an API endpoint has no weights or tokenizer files to "
+                              "fingerprint; fingerprint the checkpoint you hold")
+    with open_model(src) as m:
         try:
             vocab = vocabulary_of(m.checkpoint)
             broken = None

@@ -19,16 +19,19 @@ from provenance.signals.pair import Pair
 if TYPE_CHECKING:
     import torch
 
+    from provenance.io.source import ModelSource
     from provenance.options import CompareOptions
     from provenance.result import CompareResult
 
 Spec = str | os.PathLike[str]
 
 
-def compare_fingerprints(base: Spec, candidate: Spec, opts: CompareOptions, device: torch.device) -> CompareResult:
-    """The `compare` result for two specs of which at least one is a fingerprint file."""
+def compare_fingerprints(base: Spec, candidate: Spec, opts: CompareOptions, device: torch.device, *,
+                         sources: tuple[ModelSource, ModelSource] | None = None) -> CompareResult:
+    """The `compare` result for two specs of which at least one is a fingerprint file (`sources`: both specs
+    already resolved)."""
     loop.select(FINGERPRINTS, opts.signals)  # refuse signals a fingerprint cannot feed before fingerprinting
-    fa, fb = (fingerprint(s, device=str(device), hashes=opts.hashes) for s in (base, candidate))
+    fa, fb = (fingerprint(s, device=str(device), hashes=opts.hashes) for s in (sources or (base, candidate)))
     return compare_loaded(fa, fb, base, candidate, opts, device)
 
 

@@ -150,7 +150,7 @@ def as_stored(fp: Fingerprint) -> Fingerprint:
 
 def save(fp: Fingerprint, path: str | os.PathLike[str]) -> None:
     """Write the fingerprint atomically (whole or not at all)."""
-    from provenance.cli.output import write_atomic
+    from provenance.outfile import write_atomic
 
     write_atomic(path, to_bytes(fp))
 

@@ -37,7 +37,8 @@ class ActivationSignal:
 
         opts = pair.opts
         with pair.bar(ACTIVATION_STEPS, "comparing activations", "step") as steps:
-            act = run_activations(pair.base, pair.candidate, device=str(pair.device), seed=opts.seed,
+            base, candidate = pair.sources or (pair.base, pair.candidate)
+            act = run_activations(base, candidate, device=str(pair.device), seed=opts.seed,
                                   probe_texts=opts.probe_texts, batch_size=opts.batch_size, progress=steps.update)
         layer_map = [[x, y, round(s, 6)] for x, y, s in act.layer_map] or None
         return Reading(NAME, activation_items(act), activation_verdict(act), raw=act, layer_map=layer_map)

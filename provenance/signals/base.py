@@ -25,7 +25,8 @@ ROLES = (MODEL_TEST, FALLBACK_TEST, CONTEXT)
 CHECKPOINTS = "checkpoints"  # weights (and tokenizers) on disk
 FINGERPRINTS = "fingerprints"  # at least one side is a fingerprint file
 TOKENIZERS = "tokenizers"  # at least one side is a tokenizer without weights
-PAIR_KINDS = (CHECKPOINTS, FINGERPRINTS, TOKENIZERS)
+ENDPOINTS = "endpoints"  # the candidate is a model behind an API (the base: a checkpoint or a fingerprint)
+PAIR_KINDS = (CHECKPOINTS, FINGERPRINTS, TOKENIZERS, ENDPOINTS)
 
 
 @dataclass

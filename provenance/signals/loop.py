@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provenance.errors import InvalidParameterError
+from provenance.errors import InvalidParameterError, SourceKindError
 from provenance.signals import registry
 from provenance.signals.base import (
     CONTEXT,
@@ -40,18 +40,26 @@ def select(kind: str, asked: tuple[str, ...] | None, why: str = "") -> tuple[Sig
     """The signals to run on a pair of this kind: the asked ones (refused with one line when one cannot read
     the pair), else the defaults that can. `why` names the input that makes the pair this kind."""
     if asked is None:
-        return tuple(s for s in registry.signals() if s.default and kind in s.reads)
+        able = tuple(s for s in registry.signals() if kind in s.reads)
+        chosen = tuple(s for s in able if s.default) or able  # an endpoint: whatever can read one
+        if not chosen:
+            raise SourceKindError(f"{why}: no registered signal reads {kind} (registered: "
+                                  f"{', '.join(registry.names())})")
+        return chosen
     chosen = tuple(s for s in registry.signals() if s.name in asked)
     refused = [s for s in chosen if kind not in s.reads]
     if refused:
         readable = [s.name for s in registry.signals() if kind in s.reads]
         allowed = f"{readable[0]!r}" if len(readable) == 1 else ", ".join(readable[:-1]) + f" or {readable[-1]}"
+        if not readable:
+            raise SourceKindError(f"{why}: no registered signal reads {kind} (registered: "
+                                  f"{', '.join(registry.names())})")
         if kind == TOKENIZERS:
             when = f"an input is a tokenizer without weights ({why})"
         elif kind == FINGERPRINTS:
             when = f"an input is a fingerprint ({refused[0].refusal})"
         else:
-            when = f"the inputs are {kind}"
+            when = f"the candidate is {kind[:-1]} ({why}; {refused[0].refusal})"
         raise InvalidParameterError("signals", "compare", f"{allowed} when {when}", ",".join(s.name for s in refused))
     return chosen
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from provenance.errors import ProvenanceError
 from provenance.progress import bar as progress_bar
-from provenance.signals.base import CHECKPOINTS, FINGERPRINTS, TOKENIZERS
+from provenance.signals.base import CHECKPOINTS, ENDPOINTS, FINGERPRINTS, TOKENIZERS
 from provenance.signals.facts import model_facts, shape_facts
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from provenance.arch.view import CanonicalModel
     from provenance.fingerprint.model import Fingerprint
+    from provenance.io.source import ModelSource
     from provenance.options import CompareOptions
     from provenance.vocab.model import Vocabulary
     from provenance.vocab.token_map import TokenMap
@@ -34,11 +35,12 @@ _UNSET: Any = object()
 class Pair:
     """Both sides of a comparison and what the signals share about them."""
 
-    kind: str  # CHECKPOINTS | FINGERPRINTS | TOKENIZERS
-    base: Spec
+    kind: str  # CHECKPOINTS | FINGERPRINTS | TOKENIZERS | ENDPOINTS
+    base: Spec  # as the user gave it (reports and the reproducing command show it)
     candidate: Spec
     opts: CompareOptions
     device: torch.device
+    sources: tuple[ModelSource, ModelSource] | None = None  # both specs resolved once (provenance.io.source)
     models: tuple[CanonicalModel, CanonicalModel] | None = None  # CHECKPOINTS
     fingerprints: tuple[Fingerprint, Fingerprint] | None = None  # FINGERPRINTS (and tokenizer-only fingerprints)
     tokenizers: tuple[Vocabulary, Vocabulary] | None = None  # TOKENIZERS read from files
@@ -99,4 +101,4 @@ class Pair:
             return None
 
 
-__all__ = ["Pair", "CHECKPOINTS", "FINGERPRINTS", "TOKENIZERS"]
+__all__ = ["Pair", "CHECKPOINTS", "ENDPOINTS", "FINGERPRINTS", "TOKENIZERS"]
