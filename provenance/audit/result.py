@@ -40,8 +40,10 @@ class AuditPair:
 
     @property
     def related(self) -> bool:
-        """Derived or identical by a weight test: an edge of the lineage graph."""
-        return self.label in ("identical", "derived") and "weights" in self.decided_by
+        """Derived or identical by a test on the models (a shared tokenizer alone is not): a lineage edge."""
+        from provenance.signals.registry import model_tests
+
+        return self.label in ("identical", "derived") and any(s in model_tests() for s in self.decided_by)
 
 
 @dataclass
