@@ -27,6 +27,7 @@ _DTYPE_NAMES = {
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
     torch.uint8: "U8", torch.bool: "BOOL",
 }
+MAX_GLOBAL_NAME = 512  # 'module qualname' of a GLOBAL; the longest real one is under 100 characters
 _MAX_DEPTH = 64  # nested dicts in a checkpoint: {'model': {'encoder': ...}} needs a handful
 
 
@@ -149,6 +150,10 @@ def _check_claims(path: Path, zipped: bool) -> list[str]:
     if sum(claims.values()) > size:
         raise _corrupt(path, f"its storages claim {sum(claims.values()):,} bytes but the file has {size:,}")
     _check_calls(path, calls, size)
+    long = next((n for n in names if len(n) > MAX_GLOBAL_NAME), None)
+    if long is not None:  # torch formats its refusal with regexes that take quadratic time in such a name
+        raise _corrupt(path, f"the pickle names a global of {len(long):,} characters (real ones are under "
+                             f"{MAX_GLOBAL_NAME})")
     return names
 
 
