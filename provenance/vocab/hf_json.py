@@ -145,7 +145,7 @@ def _added_tokens(added: Any, path: Path) -> list[tuple[int, bytes, str]]:
     for t in added:
         i, content = t.get("id"), t.get("content")
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 1 << 24 or not isinstance(content, str):
-            raise CorruptFileError(f"added token {str(t)[:80]} needs an integer 'id' and a string 'content'",
+            raise CorruptFileError(f"added token {str(t)[:80]!r} needs an integer 'id' and a string 'content'",
                                    path=path)
         out.append((i, content.encode("utf-8"), SPECIAL if t.get("special") else ADDED))
     return out

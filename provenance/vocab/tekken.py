@@ -102,7 +102,7 @@ def _specials(entries: Any, n_special: int, path: Path) -> list[tuple[int, bytes
         rank, text, control = e.get("rank"), e.get("token_str"), e.get("is_control", True)
         if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < n_special \
                 or not isinstance(text, str) or not isinstance(control, bool):
-            raise CorruptFileError(f"special token {str(entry)[:80]} needs an integer 'rank' in "
+            raise CorruptFileError(f"special token {str(entry)[:80]!r} needs an integer 'rank' in "
                                    f"[0, {n_special}), a string 'token_str' and a bool 'is_control'", path=path)
         if rank in ranks or text in texts:
             raise CorruptFileError(f"special token {text!r} (rank {rank}) repeats a rank or a text", path=path)
