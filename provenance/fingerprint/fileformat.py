@@ -26,9 +26,13 @@ from provenance.fingerprint.anchors import TAG_OF, Anchors
 from provenance.fingerprint.model import FORMAT, VERSION, Fingerprint, Sketch
 from provenance.fingerprint.screen import MINHASH, SCREEN_ANCHORS
 from provenance.fingerprint.vocab_codec import decode, encode
-from provenance.io.source import FINGERPRINT_SUFFIX, is_fingerprint_path
+from provenance.io.source import (
+    FINGERPRINT_SUFFIX,
+    is_fingerprint_path,
+    safetensors_header,
+)
 
-MAX_HEADER = 64 * 1024 * 1024
+MAX_HEADER = 64 * 1024 * 1024  # provenance.io.source reads headers up to this size too
 TAG = TAG_OF
 MODE = {v: k for k, v in TAG.items()}
 _ANCHOR_PARTS = ("keys", "offsets", "ids", "rows", "row_scale")
@@ -157,24 +161,7 @@ def save(fp: Fingerprint, path: str | os.PathLike[str]) -> None:
 
 def _header(path: Path) -> dict[str, Any] | None:
     """The safetensors header of `path`, or None when the file is not a safetensors file."""
-    try:
-        with open(path, "rb") as f:
-            first = f.read(8)
-            if len(first) < 8:
-                return None
-            n = int.from_bytes(first, "little")
-            if n <= 0 or n > MAX_HEADER:
-                return None
-            raw = f.read(n)
-    except OSError as exc:
-        raise ProvenanceError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) < n or not raw.lstrip().startswith(b"{"):
-        return None
-    try:
-        head = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return head if isinstance(head, dict) else None
+    return safetensors_header(path)
 
 
 SUFFIX = FINGERPRINT_SUFFIX

@@ -261,6 +261,13 @@ def is_fingerprint_path(path: str | os.PathLike[str]) -> bool:
 
 def _safetensors_metadata(path: Path) -> dict | None:
     """The `__metadata__` object of a safetensors header, or None when the file has none."""
+    head = safetensors_header(path)
+    meta = head.get("__metadata__") if head is not None else None
+    return meta if isinstance(meta, dict) else None
+
+
+def safetensors_header(path: Path) -> dict | None:
+    """The JSON header of a safetensors file (at most 64 MiB), or None when the file is not one."""
     try:
         with open_file(path) as f:
             first = f.read(8)
@@ -276,8 +283,7 @@ def _safetensors_metadata(path: Path) -> dict | None:
         head = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    meta = head.get("__metadata__") if isinstance(head, dict) else None
-    return meta if isinstance(meta, dict) else None
+    return head if isinstance(head, dict) else None
 
 
 def parse_endpoint(spec: str) -> Endpoint:
