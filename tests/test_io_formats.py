@@ -184,3 +184,16 @@ def test_unknown_format_and_missing_paths(tmp_path):
     (bad_cfg / "config.json").write_text("{not json")
     with pytest.raises(CorruptFileError, match=r"config\.json: not valid JSON"):
         open_checkpoint(bad_cfg)
+
+
+def test_zip_member_claiming_more_than_the_file_is_refused_before_torch_reads_it(tmp_path):
+    """A member whose central record claims 4 GiB (torch allocates what a member claims) is refused up front."""
+    good = tmp_path / "good.bin"
+    torch.save({"w": torch.zeros(4)}, good)
+    data = bytearray(good.read_bytes())
+    record = data.find(b"PK\x01\x02")  # the first central-directory record; its uncompressed size is at +24
+    data[record + 24:record + 28] = (0xFFFFFFFE).to_bytes(4, "little")
+    bad = tmp_path / "pytorch_model.bin"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"member '.*' inflates to 4,294,967,294 bytes, more than the "):
+        open_checkpoint(bad)

@@ -163,16 +163,16 @@ def _zip_pickle(path: Path, f: BinaryIO, size: int) -> _Scan:
         with zipfile.ZipFile(f) as z:
             members = z.infolist()
             big = next((m for m in members if m.file_size > size), None)
-            if big is not None:
-                raise _corrupt(path, f"member {big.filename[:80]!r} inflates to {big.file_size:,} bytes, more "
-                                     f"than the {size:,}-byte file")
             pkl = next((m for m in members if m.filename.endswith("data.pkl")), None)
-            if pkl is None:
-                return [], [], []
-            with z.open(pkl) as stream:
-                return _scan(stream, 1)
+            if big is None and pkl is not None:
+                with z.open(pkl) as stream:
+                    return _scan(stream, 1)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
         return [], [], []  # a damaged archive: torch.load reports it in its own words
+    if big is not None:  # raised outside the try: CorruptFileError is a ValueError, which the try swallows
+        raise _corrupt(path, f"member {big.filename[:80]!r} inflates to {big.file_size:,} bytes, more "
+                             f"than the {size:,}-byte file")
+    return [], [], []
 
 
 def _is_storage(pid: object) -> bool:
