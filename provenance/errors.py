@@ -53,6 +53,10 @@ class EndpointSpecError(ProvenanceError, ValueError):
     """An endpoint spec (openai+http://HOST:PORT/PATH#MODEL) is malformed."""
 
 
+class EndpointError(ProvenanceError, RuntimeError):
+    """An endpoint could not be reached, refused the request, ran out of budget or answered garbage."""
+
+
 class SourceKindError(ProvenanceError, ValueError):
     """The spec names a kind of source the task cannot use: an endpoint or a fingerprint where weights are needed."""
 
