@@ -35,6 +35,10 @@ class CompareOptions:
     progress: bool | None = False  # bars on stderr; None: when stderr is a terminal (never changes a number)
     probe_texts: int = field(default=64, metadata=_flag("--probes", only_with="activations"))
     batch_size: int = field(default=8, metadata=_flag("--batch-size", only_with="activations"))
+    max_queries: int = field(default=200, metadata=_flag("--max-queries", only_with="outputs"))
+    outputs_api: str = field(default="completions", metadata=_flag("--outputs-api", only_with="outputs"))
+    response_cache: str | None = field(default=None, metadata=_flag("--response-cache", only_with="outputs"))
+    offline: bool = field(default=False, metadata=_flag("", only_with="outputs", switch="--offline"))
 
     def __post_init__(self) -> None:
         from provenance.signals import registry
@@ -50,6 +54,13 @@ class CompareOptions:
         _int_in("seed", self.seed, 0, MAX_SEED)
         _int_in("probe_texts", self.probe_texts, 8, 320)
         _int_in("batch_size", self.batch_size, 1, 4096)
+        _int_in("max_queries", self.max_queries, 1, 10_000)
+        if self.outputs_api not in ("completions", "chat"):
+            raise InvalidParameterError("outputs_api", "compare", "'completions' or 'chat'", self.outputs_api)
+        if self.response_cache is not None and (not isinstance(self.response_cache, str) or not self.response_cache):
+            raise InvalidParameterError("response_cache", "compare", "a file path", self.response_cache)
+        if not isinstance(self.offline, bool):
+            raise InvalidParameterError("offline", "compare", "True or False", self.offline)
         if not isinstance(self.hashes, bool):
             raise InvalidParameterError("hashes", "compare", "True or False", self.hashes)
 
@@ -65,7 +76,8 @@ def reproduce_command(base: Any, candidate: Any, opts: CompareOptions) -> str:
     args, switches = ["provenance", "compare", str(base), str(candidate)], []
     for f in fields(opts):
         flag, value = f.metadata.get("flag"), getattr(opts, f.name)
-        if flag is None or (f.metadata["only_with"] and f.metadata["only_with"] not in (opts.signals or ())):
+        other_signal = f.metadata.get("only_with") and f.metadata["only_with"] not in (opts.signals or ())
+        if flag is None or (other_signal and value == f.default):  # a signal's option: when it runs or was set
             continue
         if f.metadata["switch"]:
             switches += [f.metadata["switch"]] if value != f.default else []

@@ -61,9 +61,9 @@ def with_toy_signal(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_the_registry_lists_the_shipped_signals_in_report_order():
-    assert registry.names() == ("weights", "tokenizer", "activations", "config")
+    assert registry.names() == ("weights", "tokenizer", "activations", "outputs", "config")
     assert registry.defaults() == ("weights", "tokenizer", "config")
-    assert registry.model_tests() == ("weights", "activations") and registry.fallback_tests() == ("tokenizer",)
+    assert registry.model_tests() == ("weights", "activations", "outputs") and registry.fallback_tests() == ("tokenizer",)
     assert all(s.role in ROLES and s.kinds and s.title for s in registry.signals())
     assert compare_schema()["$defs"]["signal"]["enum"] == list(registry.names())
 
@@ -71,7 +71,8 @@ def test_the_registry_lists_the_shipped_signals_in_report_order():
 def test_a_new_signal_is_one_module(with_toy_signal, tiny_llama):
     folder, _ = tiny_llama
     r = compare(folder, folder, signals=("config", "layercount"), hashes=False)
-    assert [s["signal"] for s in r.verdict.signals] == ["weights", "activations", "layercount", "tokenizer", "config"]
+    assert [s["signal"] for s in r.verdict.signals] == ["weights", "activations", "layercount", "outputs", "tokenizer",
+                                                           "config"]
     roles = {s["signal"]: s["role"] for s in r.verdict.signals}
     assert roles["layercount"] == "decides" and roles["weights"] == "not run" and roles["config"] == "context"
     assert r.verdict.label == "derived" and r.verdict.relation == "same depth" and r.verdict.p_value == 1e-9
@@ -102,7 +103,7 @@ def test_signals_that_cannot_read_the_pair_are_refused_in_one_line(tiny_llama):
     ("device", "banana", "The 'device' parameter of compare must be 'auto', 'cpu' or 'cuda[:N]'. Got 'banana'"),
     ("probe_texts", 4, "The 'probe_texts' parameter of compare must be between 8 and 320. Got 4 instead."),
     ("signals", (), "The 'signals' parameter of compare must be a non-empty subset of"),
-    ("signals", ("weights", "colour"), "must be a subset of ('weights', 'tokenizer', 'activations', 'config')"),
+    ("signals", ("weights", "colour"), "must be a subset of ('weights', 'tokenizer', 'activations', 'outputs', 'config')"),
 ])
 def test_options_are_checked_where_they_are_made(field, value, message):
     with pytest.raises(InvalidParameterError) as info:
@@ -157,9 +158,9 @@ ENDPOINT = "openai+http://127.0.0.1:9/v1#smollm2-disguised"
 
 
 def test_an_endpoint_candidate_reaches_the_signals_that_read_endpoints(monkeypatch, tiny_llama, provenance_cli):
-    rc, out, err = provenance_cli("compare", tiny_llama[0], ENDPOINT)
+    rc, out, err = provenance_cli("compare", tiny_llama[0], ENDPOINT)  # outputs, by default: it needs the tokenizer
     assert rc == 2 and len(err.strip().splitlines()) == 1
-    assert "no registered signal reads endpoints" in err and "smollm2-disguised" in err
+    assert "the outputs signal tokenizes its probe texts with the base's tokenizer" in err
     rc, out, err = provenance_cli("compare", ENDPOINT, tiny_llama[0])
     assert rc == 2 and "only the candidate may be an endpoint" in err
 
@@ -167,12 +168,12 @@ def test_an_endpoint_candidate_reaches_the_signals_that_read_endpoints(monkeypat
     monkeypatch.setattr(registry, "signals", lambda: tuple(sorted(found, key=lambda s: (s.order, s.name))))
     compare_schema.cache_clear()
     try:
-        r = compare(tiny_llama[0], ENDPOINT, hashes=False)  # the only signal that can read it runs by default
+        r = compare(tiny_llama[0], ENDPOINT, hashes=False, signals=("servedname",))
         assert [e.finding for e in r.evidence] == ["checkpoint vs smollm2-disguised"]
         assert r.candidate["endpoint"] == {"base_url": "http://127.0.0.1:9/v1", "model": "smollm2-disguised",
                                            "api_key_env": "OPENAI_API_KEY"}
         validate_result(json.loads(r.to_json()))
-        with pytest.raises(InvalidParameterError, match="must be 'servedname' when the candidate is endpoint"):
+        with pytest.raises(InvalidParameterError, match="must be outputs or servedname when the candidate is endpoint"):
             compare(tiny_llama[0], ENDPOINT, signals=("weights",))
     finally:
         compare_schema.cache_clear()

@@ -30,7 +30,7 @@ class TorchActivationModel:
         self.name = str(spec)
         self.device = resolve_device(device)
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        self.model, own_tokenizer, self.tokenizer_file = _load(Path(spec), self.dtype)
+        self.model, own_tokenizer, self.tokenizer_file = load_model(Path(spec), self.dtype)
         self.model.to(self.device).eval()
         if isinstance(tokenizer, Path):
             tokenizer, self.tokenizer_file = _tokenizer_file(tokenizer), tokenizer
@@ -157,42 +157,47 @@ def _tokenizer_file(path: Path) -> Any:
     return tok
 
 
-def _load(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any, Path | None]:
-    """(model, tokenizers.Tokenizer or None, its tokenizer.json or None); transformers kept quiet meanwhile."""
+def load_model(path: Path, dtype: torch.dtype, *, causal_lm: bool = False,
+               purpose: str = "activations") -> tuple[torch.nn.Module, Any, Path | None]:
+    """(model, tokenizers.Tokenizer or None, its tokenizer.json or None); transformers kept quiet meanwhile.
+
+    `causal_lm` builds the model with its language-model head (the outputs signal needs next-token
+    log-probabilities); `purpose` names the caller in refusals."""
     from transformers.utils import logging
 
     verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     try:
-        return _load_quietly(path, dtype)
+        return _load_quietly(path, dtype, causal_lm, purpose)
     finally:
         logging.set_verbosity(verbosity)
         if bars:
             logging.enable_progress_bar()
 
 
-def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any, Path | None]:
+def _load_quietly(path: Path, dtype: torch.dtype, causal_lm: bool,
+                  purpose: str) -> tuple[torch.nn.Module, Any, Path | None]:
     """(model, tokenizers.Tokenizer or None, its tokenizer.json or None) for an HF directory or a GGUF file."""
     import transformers
 
+    auto = transformers.AutoModelForCausalLM if causal_lm else transformers.AutoModel
     if path.is_file() and path.suffix.lower() == ".gguf":
         try:
-            model = transformers.AutoModel.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
-                                                           trust_remote_code=False)
+            model = auto.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype, trust_remote_code=False)
             tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
                                                              trust_remote_code=False)
         except (ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
             # transformers refuses what it cannot build from the GGUF's metadata (an unknown
             # architecture, code it would have to run): one line, not its traceback
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise UnknownFormatError(f"transformers cannot run this GGUF for activations ({first}); "
-                                     "activations run only transformers' own implementations", path=path) from None
+            raise UnknownFormatError(f"transformers cannot run this GGUF for {purpose} ({first}); "
+                                     f"{purpose} run only transformers' own implementations", path=path) from None
         return model, tok.backend_tokenizer, None
     folder = path if path.is_dir() else path.parent
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise MissingFileError("no config.json: activations need an HF directory with a config, or a GGUF file",
+        raise MissingFileError(f"no config.json: {purpose} need an HF directory with a config, or a GGUF file",
                                path=folder)
     config = read_json(config_file)
     if config.get("auto_map"):
@@ -201,14 +206,13 @@ def _load_quietly(path: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, Any,
     if config.get("model_type") not in transformers.CONFIG_MAPPING:
         what = "names no model_type" if "model_type" not in config else \
             f"names model type {str(config.get('model_type'))[:60]!r}, which transformers does not know"
-        raise UnknownFormatError(f"the config {what}; activations run only transformers' own implementations",
+        raise UnknownFormatError(f"the config {what}; {purpose} run only transformers' own implementations",
                                  path=config_file)
-    model, info = transformers.AutoModel.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False,
-                                                          output_loading_info=True)
+    model, info = auto.from_pretrained(str(folder), dtype=dtype, trust_remote_code=False, output_loading_info=True)
     missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith(("rotary_emb.inv_freq", "position_ids")))
     if missing:  # transformers would run those weights randomly initialised: a renamed shell, say
         raise UnknownFormatError(f"{len(missing)} weights transformers' {type(model).__name__} needs are not in "
-                                 f"the checkpoint under its names (e.g. {missing[0]!r}); activations cannot run a "
+                                 f"the checkpoint under its names (e.g. {missing[0]!r}); {purpose} cannot run a "
                                  "checkpoint whose tensor names do not match its config", path=folder)
     file = folder / "tokenizer.json"
     return (model, _tokenizer_file(file), file) if file.is_file() else (model, None, None)

@@ -42,6 +42,14 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probes", type=int, default=64, metavar="N",
                    help="probe texts the activation signal runs through both models (8-320; default 64)")
     p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (activations)")
+    p.add_argument("--max-queries", type=int, default=200, metavar="N",
+                   help="requests the outputs signal may send to an endpoint (1-10000; default 200)")
+    p.add_argument("--outputs-api", default="completions", choices=("completions", "chat"),
+                   help="which endpoint API the outputs signal asks (default completions; chat for chat-only APIs)")
+    p.add_argument("--response-cache", metavar="F", help="JSON-lines file of the endpoint's answers, reused by "
+                   "reruns (default: ~/.cache/provenance/responses/<endpoint digest>.jsonl)")
+    p.add_argument("--offline", action="store_true", help="re-score from the response cache without sending "
+                   "a request (outputs signal)")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of every file")
     p.add_argument("--fail-on", metavar="LABELS", help="exit 3 when the verdict is one of these "
                    "(comma-separated; 'derived' also matches 'identical')")
@@ -67,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, args.html, args.md)
     signals = None if args.signals is None else tuple(s.strip() for s in args.signals.split(",") if s.strip())
     opts = CompareOptions(signals=signals, device=args.device, seed=args.seed, probe_texts=args.probes,
-                          batch_size=args.batch_size, hashes=not args.no_hash, progress=args.progress)
+                          batch_size=args.batch_size, hashes=not args.no_hash, progress=args.progress,
+                          max_queries=args.max_queries, outputs_api=args.outputs_api,
+                          response_cache=args.response_cache, offline=args.offline)
     result = compare(args.base, args.candidate, opts)
     write_outputs(result, json_path=args.json, html_path=args.html, md_path=args.md)
     print_summary(result, summary_stream(args.json, args.html, args.md))

@@ -1,0 +1,135 @@
+"""The base side of the black-box signal: the local model's log-probability of what the endpoint said.
+
+The base runs through transformers' own implementation (never code from the checkpoint). A
+candidate's alternative is scored as text, not as a token id: log P_base(bytes | context), with
+the bytes tokenized by the base, so a candidate with another tokenizer is scored on the same
+footing (a multi-token string is scored by teacher forcing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from provenance.errors import MissingFileError
+
+_BATCH = 16  # sequences per forward pass when scoring multi-token strings
+_MAX_TEMPLATE = 1 << 20  # bytes of a chat_template.jinja read (real ones are a few KiB)
+
+
+class BaseModel:
+    """A causal LM with its tokenizer, answering next-token and string log-probabilities."""
+
+    def __init__(self, path: Path, *, device: torch.device) -> None:
+        from provenance.activations.torch_runner import load_model
+
+        self.device = device
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.model, self.tokenizer, _ = load_model(path, dtype, causal_lm=True, purpose="the outputs signal")
+        if self.tokenizer is None:
+            raise MissingFileError("no tokenizer.json beside the base's weights: the outputs signal tokenizes its "
+                                   "probe texts with the base's tokenizer", path=path)
+        self.model.to(device).eval()
+        self.chat_template = _chat_template(path)
+        self._specials = {t.content: i for i, t in self.tokenizer.get_added_tokens_decoder().items()}
+
+    def encode(self, text: str) -> list[int]:
+        """The base's token ids of `text` (no special tokens added)."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=False))
+
+    @torch.no_grad()
+    def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:
+        """[len(contexts), vocab] log-probabilities of the token after each context (float32)."""
+        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))  # similar lengths batched: less padding
+        out: np.ndarray | None = None
+        for i in range(0, len(order), _BATCH):
+            picks = order[i:i + _BATCH]
+            rows = self._last_logits([contexts[k] for k in picks]).log_softmax(-1).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(contexts), rows.shape[1]), np.float32)
+            out[picks] = rows
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+    @torch.no_grad()
+    def string_logprobs(self, context: list[int], first: np.ndarray, strings: list[bytes]) -> list[float]:
+        """log P_base(s | context) for each byte string: `first` (the next-token row) for a one-token string,
+        teacher forcing for longer ones; NaN for a string the base cannot represent (not UTF-8, empty)."""
+        out: list[float] = [float("nan")] * len(strings)
+        longer: list[tuple[int, list[int]]] = []
+        for k, s in enumerate(strings):
+            special = self._specials.get(s.decode("utf-8", "replace"))
+            if special is not None:
+                out[k] = float(first[special])
+                continue
+            try:
+                ids = self.encode(s.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            if len(ids) == 1:
+                out[k] = float(first[ids[0]])
+            elif ids:
+                longer.append((k, ids))
+        for i in range(0, len(longer), _BATCH):
+            chunk = longer[i:i + _BATCH]
+            seqs = [context + ids[:-1] for _, ids in chunk]
+            logits = self._all_logits(seqs).log_softmax(-1).float().cpu().numpy()
+            for row, (k, ids) in enumerate(chunk):
+                at = len(context) - 1
+                out[k] = float(first[ids[0]] + sum(logits[row, at + j, ids[j + 1]] for j in range(len(ids) - 1)))
+        return out
+
+    def chat_context(self, user: str) -> list[int]:
+        """The base's own chat template around one user message, ready for the assistant's first token."""
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        if not self.chat_template:
+            return self.encode(user)
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        try:  # sandboxed: a template is untrusted text; one the sandbox refuses leaves the message bare
+            text = env.from_string(self.chat_template).render(messages=[{"role": "user", "content": user}],
+                                                              add_generation_prompt=True, bos_token="", eos_token="")
+        except Exception:  # noqa: BLE001 - jinja raises many types (syntax, security, undefined names)
+            return self.encode(user)
+        return self.encode(text)
+
+    def _last_logits(self, seqs: list[list[int]]) -> torch.Tensor:
+        logits = self._all_logits(seqs)
+        last = torch.tensor([len(s) - 1 for s in seqs], device=logits.device)
+        return logits[torch.arange(len(seqs), device=logits.device), last]
+
+    def _all_logits(self, seqs: list[list[int]]) -> torch.Tensor:
+        """Logits of right-padded sequences (padding masked, so each row equals its unpadded pass)."""
+        width = max(len(s) for s in seqs)
+        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[r, :len(s)] = 1
+        return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+
+    def close(self) -> None:
+        del self.model
+
+
+def _chat_template(path: Path) -> str | None:
+    """The base's chat template: tokenizer_config.json's or chat_template.jinja beside an HF directory, or a
+    GGUF's `tokenizer.chat_template` (None when it has none)."""
+    from provenance.jsonfile import read_json
+
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        from provenance.vocab.load import load_vocabulary
+
+        return load_vocabulary(path).chat_template
+    folder = path if path.is_dir() else path.parent
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file() and not jinja.is_symlink() and jinja.stat().st_size <= _MAX_TEMPLATE:
+        return jinja.read_text(encoding="utf-8", errors="replace")
+    cfg = folder / "tokenizer_config.json"
+    template: Any = read_json(cfg).get("chat_template") if cfg.is_file() else None
+    return template if isinstance(template, str) else None
