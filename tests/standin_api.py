@@ -45,14 +45,14 @@ class Received:
 class StandinAPI:
     """The stand-in server, started and stopped as a context manager (or `start` / `stop`)."""
 
-    def __init__(self, *, shape: str = "content", key: str | None = None, model: str = MODEL) -> None:
+    def __init__(self, *, shape: str = "content", key: str | None = None, model: str = MODEL, port: int = 0) -> None:
         assert shape in ("legacy", "content", "none"), shape
         self.shape, self.key, self.model = shape, key, model
         self.script: deque[Any] = deque()
         self.received: list[Received] = []
         self.answered = 0
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)  # 0: a free port; else back on a stopped one's
         self._server.api = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

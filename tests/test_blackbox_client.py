@@ -372,7 +372,7 @@ def test_a_server_dying_mid_run_leaves_a_cache_an_offline_rerun_serves(tmp_path)
         [(f.text, f.tokens, f.top, f.request_sha256, f.response_sha256) for f in first]
     with pytest.raises(EndpointError) as exc:
         offline.complete("c", top_logprobs=3)
-    missing = request_sha256({"path": "/v1/completions", "body": {
+    missing = request_sha256({"url": api.url + "/completions", "body": {
         "model": MODEL, "prompt": "c", "max_tokens": 1, "temperature": 0.0, "seed": 0, "logprobs": 3}})
     assert one_line(exc) == (f"{api.url}/completions: request {missing[:12]} is not in the response cache (offline "
                              "re-scoring); rerun online to ask the endpoint")
@@ -402,12 +402,14 @@ def test_request_hashes_are_deterministic_and_keyless(monkeypatch):
     with StandinAPI() as one, StandinAPI() as two:
         a = client_for(one.endpoint()).complete("same prompt", top_logprobs=3)
         monkeypatch.setenv(KEY_ENV, KEY)
-        b = client_for(two.endpoint()).complete("same prompt", top_logprobs=3)  # another port, a key
-        c = client_for(two.endpoint()).complete("another prompt", top_logprobs=3)
+        b = client_for(one.endpoint()).complete("same prompt", top_logprobs=3)  # now with a key
+        c = client_for(one.endpoint()).complete("another prompt", top_logprobs=3)
+        d = client_for(two.endpoint()).complete("same prompt", top_logprobs=3)  # another server
     assert a.request_sha256 == b.request_sha256 != c.request_sha256
-    assert a.request_sha256 == request_sha256({"path": "/v1/completions", "body": {
+    assert d.request_sha256 not in (a.request_sha256, c.request_sha256)  # a cache never answers for another server
+    assert a.request_sha256 == request_sha256({"url": one.url + "/completions", "body": {
         "model": MODEL, "prompt": "same prompt", "max_tokens": 1, "temperature": 0.0, "seed": 0, "logprobs": 3}})
-    assert a.response_sha256 == b.response_sha256  # the stand-ins' answers are byte-identical
+    assert a.response_sha256 == b.response_sha256 == d.response_sha256  # the stand-ins' answers are byte-identical
 
 
 def test_a_cache_hit_spends_nothing_and_keeps_both_hashes(api, tmp_path):

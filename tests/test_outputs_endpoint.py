@@ -86,7 +86,7 @@ def test_a_server_that_dies_mid_run_resumes_from_the_cache(smollm2_hf_tok: Path,
         rc, _, err = _compare(provenance_cli, smollm2_hf_tok, api.url, cache)
     assert "stopped answering after 5 answers" in _one_line(rc, err)
     assert f"the 5 responses so far are cached in {cache}: rerun to resume" in err
-    with StandinAPI(key=KEY) as again:  # a new server on another port: the cache is keyed by request, not host
+    with StandinAPI(key=KEY, port=api.port) as again:  # the server back on its address
         rc, _, err = _compare(provenance_cli, smollm2_hf_tok, again.url, cache, "--json", out_json)
         assert rc == 0, err
         assert len(again.received) == 7
@@ -94,7 +94,9 @@ def test_a_server_that_dies_mid_run_resumes_from_the_cache(smollm2_hf_tok: Path,
     assert (d["requests_sent"], d["from_cache"], d["queries"]) == (7, 5, 12)
     assert KEY not in out_json.read_text() + cache.read_text()
     # offline: every answer is in the cache now, so no server is needed and the numbers are the same
-    rc, _, err = _compare(provenance_cli, smollm2_hf_tok, "http://127.0.0.1:9/v1", cache, "--offline",
+    rc, _, err = _compare(provenance_cli, smollm2_hf_tok, f"http://127.0.0.1:{api.port + 1}/v1", cache, "--offline")
+    assert "is not in the response cache (offline re-scoring)" in _one_line(rc, err)  # another server's answers
+    rc, _, err = _compare(provenance_cli, smollm2_hf_tok, api.url, cache, "--offline",
                           "--json", tmp_path / "offline.json")
     assert rc == 0, err
     off = json.loads((tmp_path / "offline.json").read_text())["evidence"][0]

@@ -34,7 +34,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def request_sha256(request: dict[str, Any]) -> str:
-    """The cache key of a request `{"path": ..., "body": ...}`: the SHA-256 of its canonical JSON."""
+    """The cache key of a request `{"url": ..., "body": ...}`: the SHA-256 of its canonical JSON."""
     return sha256_hex(canonical_json(request))
 
 

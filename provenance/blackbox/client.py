@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from provenance import __version__
 from provenance.blackbox.cache import (
@@ -61,7 +60,7 @@ class Completion:
     text: str
     tokens: tuple[bytes, ...]  # the generated tokens' bytes when the server returned logprobs, else ()
     top: tuple[tuple[TopToken, ...], ...]  # per generated token, its alternatives by logprob, highest first
-    request_sha256: str  # of the canonical JSON request (path + body; never the key)
+    request_sha256: str  # of the canonical JSON request (URL + body; never the key)
     response_sha256: str  # of the raw response body bytes
     cached: bool  # served from the response cache: no query spent
 
@@ -126,7 +125,7 @@ class EndpointClient:
     def _ask(self, route: str, body: dict[str, Any], *, chat: bool) -> Completion:
         """The cached answer to a request, else one from the network (budget permitting), parsed and cached."""
         url = self._base + route
-        request = {"path": urlsplit(url).path, "body": body}
+        request = {"url": url, "body": body}  # the whole URL: a cache never answers for another server
         key = request_sha256(request)
         if self.cache is not None and (raw_text := self.cache.get(key)) is not None:
             try:
