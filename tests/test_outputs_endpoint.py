@@ -105,3 +105,21 @@ def test_a_server_that_dies_mid_run_resumes_from_the_cache(smollm2_hf_tok: Path,
     # a stand-in's four fixed alternatives are never five scored ones: no query is close
     assert off["details"]["close"] == 0 and json.loads((tmp_path / "offline.json").read_text())["verdict"]["label"] \
         == "independent"
+
+
+def test_an_api_without_log_probabilities_is_tested_on_greedy_agreement(smollm2_hf_tok: Path, provenance_cli,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hosted API that returns text only: each query counts when its token is the base's most likely one,
+    against the weaker bound for that case (0.6), and the report says which test ran."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with StandinAPI(key=KEY, shape="none") as api:
+        rc, _, err = _compare(provenance_cli, smollm2_hf_tok, api.url, tmp_path / "c.jsonl",
+                              "--json", tmp_path / "r.json")
+    assert rc == 0, err
+    e = json.loads((tmp_path / "r.json").read_text())["evidence"][0]
+    d = e["details"]
+    assert d["logprobs"] is False and d["null_rate"] == 0.6 and d["median_distance"] is None
+    assert "no log-probabilities returned" in e["finding"] and "greedy token" in d["null"]
+    assert all(q["distance"] is None and q["alternatives"] == 0 for q in d["per_query"])
+    assert d["close"] == sum(q["greedy_agrees"] for q in d["per_query"])  # the stand-in always says " Paris"

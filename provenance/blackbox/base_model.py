@@ -84,19 +84,23 @@ class BaseModel:
                 out[k] = float(first[ids[0]] + sum(logits[row, at + j, ids[j + 1]] for j in range(len(ids) - 1)))
         return out
 
-    def chat_context(self, user: str) -> list[int]:
-        """The base's own chat template around one user message, ready for the assistant's first token."""
+    def chat_context(self, user: str, reply_start: str) -> list[int]:
+        """The base's own chat template around a user message and the start of the assistant's reply, cut
+        right after that start (no end-of-turn): the context in which the reply continues."""
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+        plain = self.encode(f"{user}\n{reply_start}")
         if not self.chat_template:
-            return self.encode(user)
+            return plain
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        try:  # sandboxed: a template is untrusted text; one the sandbox refuses leaves the message bare
-            text = env.from_string(self.chat_template).render(messages=[{"role": "user", "content": user}],
-                                                              add_generation_prompt=True, bos_token="", eos_token="")
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": reply_start}]
+        try:  # sandboxed: a template is untrusted text; one the sandbox refuses leaves the messages bare
+            text = env.from_string(self.chat_template).render(messages=messages, add_generation_prompt=False,
+                                                              bos_token="", eos_token="")
         except Exception:  # noqa: BLE001 - jinja raises many types (syntax, security, undefined names)
-            return self.encode(user)
-        return self.encode(text)
+            return plain
+        end = text.rfind(reply_start)
+        return self.encode(text[:end + len(reply_start)]) if end >= 0 else plain
 
     def _last_logits(self, seqs: list[list[int]]) -> torch.Tensor:
         logits = self._all_logits(seqs)

@@ -21,7 +21,7 @@ from provenance.blackbox.positions import Query, choose_queries
 COMPLETIONS, CHAT = "completions", "chat"
 APIS = (COMPLETIONS, CHAT)
 TOP_K = 20  # alternatives asked for per query (OpenAI's maximum)
-CHAT_INSTRUCTION = "Continue the following text. Reply with the continuation only.\n\n"
+CHAT_INSTRUCTION = "Continue the text."  # the user's turn; the prefix is the start of the assistant's reply
 
 
 @dataclass
@@ -79,7 +79,7 @@ def measure_outputs(base_path: Path, endpoint: Any, *, device: torch.device, see
             answers.append(_ask(client, api, q))
             if progress is not None:
                 progress(1)
-        contexts = [base.encode(q.prefix) if api == COMPLETIONS else base.chat_context(CHAT_INSTRUCTION + q.prefix)
+        contexts = [base.encode(q.prefix) if api == COMPLETIONS else base.chat_context(CHAT_INSTRUCTION, q.prefix)
                     for q in queries]
         firsts = base.next_logprobs(contexts)
         with_lp = sum(bool(a.top) for a in answers)
@@ -96,8 +96,9 @@ def measure_outputs(base_path: Path, endpoint: Any, *, device: torch.device, see
 def _ask(client: Any, api: str, q: Query) -> Any:
     if api == COMPLETIONS:
         return client.complete(q.prefix, max_tokens=1, top_logprobs=TOP_K, temperature=0.0)
-    return client.chat([{"role": "user", "content": CHAT_INSTRUCTION + q.prefix}], max_tokens=1, top_logprobs=TOP_K,
-                       temperature=0.0)
+    # the prefix as the start of the assistant's reply, which the server continues (a prefill)
+    return client.chat([{"role": "user", "content": CHAT_INSTRUCTION}, {"role": "assistant", "content": q.prefix}],
+                       max_tokens=1, top_logprobs=TOP_K, temperature=0.0)
 
 
 def _row(q: Query, a: Any, base: Any, context: list[int], first: np.ndarray, logprobs: bool) -> dict[str, Any]:

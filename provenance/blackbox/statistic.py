@@ -15,7 +15,7 @@ SmolLM2-135M, was close on 9.5% of 200 queries (upper 99% bound 16%); scratch-tr
 the base's shape on none. The bound is 20%.
 
 Without log-probabilities only the endpoint's greedy token is known: a query is `close` when it
-is the base's most likely token too; independent models agree on 41–44% of queries (Qwen against
+is the base's most likely token too; independent models agree on 35–44% of queries (Qwen against
 SmolLM2) and the bound is 60%: a weaker test that needs more queries.
 """
 
