@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from provenance.blackbox.client import EndpointClient
+from provenance.report.schema import validate_result
 from tests.standin_api import KEY_ENV, MODEL, StandinAPI
 
 pytestmark = pytest.mark.slow  # each run loads the 135M base
@@ -90,15 +91,22 @@ def test_a_server_that_dies_mid_run_resumes_from_the_cache(smollm2_hf_tok: Path,
         rc, _, err = _compare(provenance_cli, smollm2_hf_tok, again.url, cache, "--json", out_json)
         assert rc == 0, err
         assert len(again.received) == 7
-    d = json.loads(out_json.read_text())["evidence"][0]["details"]
+    result = json.loads(out_json.read_text())
+    validate_result(result)  # the outputs item's details follow the schema the registry builds
+    d = result["evidence"][0]["details"]
     assert (d["requests_sent"], d["from_cache"], d["queries"]) == (7, 5, 12)
     assert KEY not in out_json.read_text() + cache.read_text()
     # offline: every answer is in the cache now, so no server is needed and the numbers are the same
     rc, _, err = _compare(provenance_cli, smollm2_hf_tok, f"http://127.0.0.1:{api.port + 1}/v1", cache, "--offline")
     assert "is not in the response cache (offline re-scoring)" in _one_line(rc, err)  # another server's answers
     rc, _, err = _compare(provenance_cli, smollm2_hf_tok, api.url, cache, "--offline",
-                          "--json", tmp_path / "offline.json")
+                          "--json", tmp_path / "offline.json", "--md", tmp_path / "offline.md", "--html",
+                          tmp_path / "offline.html")
     assert rc == 0, err
+    md = (tmp_path / "offline.md").read_text()
+    assert "## Outputs \\(black-box\\)" in md and "Binomial\\(queries, that rate\\)" in md  # Markdown-escaped
+    assert all(q["prompt_sha256"][:16] in md and q["response_sha256"][:16] in md for q in d["per_query"])
+    assert '<section id="outputs"><h2>Outputs (black-box)</h2>' in (tmp_path / "offline.html").read_text()
     off = json.loads((tmp_path / "offline.json").read_text())["evidence"][0]
     assert off["details"]["requests_sent"] == 0 and off["details"]["from_cache"] == 12
     assert off["details"]["per_query"] == [{**r, "cached": True} for r in d["per_query"]]

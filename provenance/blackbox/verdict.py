@@ -55,8 +55,9 @@ def outputs_items(ev: OutputsEvidence) -> list[Evidence]:
     """One item: the count of close queries, the p-value, the null, and every query by hash."""
     n = len(ev.rows)
     finding = (f"{ev.close} of {n} queries to {ev.endpoint['model']} at {ev.endpoint['base_url']} " +
-               (f"match the base's next-token distribution (median distance "
-                f"{ev.median_distance if ev.median_distance is not None else float('nan'):.3f} nats)"
+               ("match the base's next-token distribution " + (
+                   f"(median distance {ev.median_distance:.3f} nats)" if ev.median_distance is not None else
+                   f"(none had {st.MIN_SCORED} alternatives the base could score)")
                 if ev.logprobs else "give the base's most likely next token (no log-probabilities returned)") +
                f"; {p_phrase(ev.p_value)}.")
     details = {"test": "close queries against Binomial(queries, null rate)", "null": null_text(ev),
