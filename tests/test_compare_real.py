@@ -114,7 +114,8 @@ def test_cli_compare_fail_on_and_outputs(tiny_llama, tmp_path, provenance_cli):
 @pytest.mark.parametrize("args,message", [
     (["--probes", "4"], "The 'probe_texts' parameter of compare must be between 8 and 320. Got 4 instead."),
     (["--signals", "weights,colour"], "The 'signals' parameter of compare must be a subset of ('weights', "
-                                      "'tokenizer', 'activations', 'config'). Got 'colour' instead."),
+                                      "'tokenizer', 'activations', 'outputs', 'config'). Got 'colour' instead."),
+    (["--max-queries", "0"], "The 'max_queries' parameter of compare must be between 1 and 10000. Got 0 instead."),
     (["--fail-on", "maybe"], "The '--fail-on' parameter of provenance compare must be labels from"),
     (["--device", "tpu"], "The 'device' parameter of compare must be 'auto', 'cpu' or 'cuda[:N]'"),
     (["--seed", "-5"], "The 'seed' parameter of compare must be between 0 and 4294967295. Got -5 instead."),
