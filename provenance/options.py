@@ -16,7 +16,8 @@ from typing import Any
 from provenance.errors import InvalidParameterError
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
-MAX_SEED = 2**32 - 1  # numpy, torch and the permutation nulls all take it
+MAX_SEED = 2**32 - 1
+OUTPUT_APIS = ("completions", "chat")  # the endpoint APIs the outputs signal can ask  # numpy, torch and the permutation nulls all take it
 
 
 def _flag(name: str, *, only_with: str | None = None, switch: str | None = None) -> dict[str, Any]:
@@ -55,7 +56,7 @@ class CompareOptions:
         _int_in("probe_texts", self.probe_texts, 8, 320)
         _int_in("batch_size", self.batch_size, 1, 4096)
         _int_in("max_queries", self.max_queries, 1, 10_000)
-        if self.outputs_api not in ("completions", "chat"):
+        if self.outputs_api not in OUTPUT_APIS:
             raise InvalidParameterError("outputs_api", "compare", "'completions' or 'chat'", self.outputs_api)
         if self.response_cache is not None and (not isinstance(self.response_cache, str) or not self.response_cache):
             raise InvalidParameterError("response_cache", "compare", "a file path", self.response_cache)

@@ -68,7 +68,7 @@ class TorchActivationModel:
                 pos = positions[start:start + batch_size]
                 rows = torch.tensor([r for r, p in enumerate(pos) for _ in p], dtype=torch.long, device=self.device)
                 cols = torch.tensor([c for p in pos for c in p], dtype=torch.long, device=self.device)
-                batch, mask = _pad(ids, self.device)
+                batch, mask = pad_batch(ids, self.device)
                 picks[:] = [(rows, cols, offset, tuple(batch.shape))]
                 tokens += int(mask.sum())
                 if len(cols):
@@ -132,7 +132,7 @@ class TorchActivationModel:
             torch.cuda.empty_cache()
 
 
-def _pad(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a batch with id 0 and an attention mask (padding never reaches a captured position)."""
     width = max(len(x) for x in ids)
     batch = torch.zeros((len(ids), width), dtype=torch.long)

@@ -109,13 +109,10 @@ class BaseModel:
 
     def _all_logits(self, seqs: list[list[int]]) -> torch.Tensor:
         """Logits of right-padded sequences (padding masked, so each row equals its unpadded pass)."""
-        width = max(len(s) for s in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, :len(s)] = 1
-        return self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        from provenance.activations.torch_runner import pad_batch
+
+        ids, mask = pad_batch(seqs, self.device)
+        return self.model(input_ids=ids, attention_mask=mask).logits
 
     def close(self) -> None:
         del self.model

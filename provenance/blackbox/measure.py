@@ -18,8 +18,7 @@ import torch
 from provenance.blackbox import statistic as st
 from provenance.blackbox.positions import Query, choose_queries
 
-COMPLETIONS, CHAT = "completions", "chat"
-APIS = (COMPLETIONS, CHAT)
+COMPLETIONS = "completions"  # or "chat" (provenance.options.OUTPUT_APIS)
 TOP_K = 20  # alternatives asked for per query (OpenAI's maximum)
 CHAT_INSTRUCTION = "Continue the text."  # the user's turn; the prefix is the start of the assistant's reply
 

@@ -24,7 +24,9 @@ SPECS = ("a Hugging Face model directory, a weights file (.safetensors, .gguf, .
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    from provenance.signals import registry  # light: signal modules import their machinery when they measure
+    # light imports: signal modules import their machinery when they measure
+    from provenance.options import OUTPUT_APIS
+    from provenance.signals import registry
 
     signals, defaults = registry.names(), registry.defaults()
     p.add_argument("base", metavar="BASE", help=f"the original model, which CANDIDATE may have been built from: {SPECS}")
@@ -44,7 +46,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (activations)")
     p.add_argument("--max-queries", type=int, default=200, metavar="N",
                    help="requests the outputs signal may send to an endpoint (1-10000; default 200)")
-    p.add_argument("--outputs-api", default="completions", choices=("completions", "chat"),
+    p.add_argument("--outputs-api", default="completions", choices=OUTPUT_APIS,
                    help="which endpoint API the outputs signal asks (default completions; chat for chat-only APIs)")
     p.add_argument("--response-cache", metavar="F", help="JSON-lines file of the endpoint's answers, reused by "
                    "reruns (default: ~/.cache/provenance/responses/<endpoint digest>.jsonl)")
