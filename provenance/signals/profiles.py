@@ -30,6 +30,9 @@ SKETCH_KEYS = ("attn.q", "mlp.gate", "mlp.up")  # enough for magnitudes; a 7B sk
 # Where q/k/v were told apart by file order alone (inferred roles), k and v are sketched too, so
 # the magnitudes can pair the base's q with whichever of them it really is.
 INFERRED_SKETCH_KEYS = SKETCH_KEYS + ("attn.k", "attn.v")
+# A comparison also keeps the MLP's output rows: with the input rows they give two views of each
+# neuron, which the relabelled-neuron test matches separately (fingerprints keep their own sketches).
+COMPARE_EXTRA_KEYS = ("mlp.down",)
 
 
 @dataclass
@@ -150,7 +153,8 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         out.tensors += 1
         if progress:
             progress(1)
-        keys = () if not sketches else INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS
+        keys = () if not sketches else (INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS) \
+            + COMPARE_EXTRA_KEYS
         g = norm_weight(feeding_norm(rm, rm.layers[li], key))
         prof, sketch = _side(w, key, idx, sgn, g, sel, keys)
         if not np.isfinite(prof).all():

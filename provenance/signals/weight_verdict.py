@@ -1,8 +1,11 @@
 """The weight signal's verdict and evidence items, from a `WeightEvidence`.
 
-Only a calibrated test decides: `derived` needs the layer test's p-value below DERIVED_P and
-an effect of at least MIN_EFFECT; `identical` also needs the weights to be the same up to what
-storage (casts, quantization) explains.
+The p-value printed is the exact neuron-order test's (stats/neuron_order.py) wherever both
+models' MLP rows could be compared: its null holds by the relabelling symmetry of training, so
+it stays valid on real independent models that share structure. `derived` needs that p below
+DERIVED_P and an effect of at least NEURON_EFFECT. The layer-profile test maps the layers; its
+re-pairing null is too narrow on real trained models to print as a p-value on its own.
+`identical` also needs the weights to be the same up to what storage (casts, quantization) explains.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach t
 INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
 NULL_EFFECT = 0.15
 IDENTICAL_COSINE = 0.9999
+NEURON_EFFECT = 0.05  # mean same-row minus chance cosine; independent real pairs measure < 0.01
+AGREEMENT_EFFECT = 0.3  # relabelled neurons: mean agreement above the inflated decoy rate
 
 
 def _stats(w: WeightEvidence) -> str:
@@ -37,26 +42,78 @@ def _copy_kind(change: float | None, shapes: dict[str, Any]) -> str:
     return relation.QUANTIZED if shapes["quantized"] else relation.DTYPE if shapes["dtypes_differ"] else relation.EXACT
 
 
+def _order_stats(w: WeightEvidence) -> str:
+    """The exact neuron-order test in one sentence."""
+    nt = w.neuron_order
+    assert nt is not None
+    placed = sum(1 for r in nt.layers if r.p_value < 1e-3)
+    return (f"In {placed} of {len(nt.layers)} layers the candidate's MLP neurons sit where the base's are "
+            f"(same-neuron cosine exceeds chance by {nt.effect:.3f}); under independence neuron labels are "
+            f"exchangeable, which bounds p exactly.")
+
+
 def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
     """Verdict from the weight evidence; `shapes` holds (base, candidate) pairs and flags."""
     if w is None or w.layer_map is None or w.comparable < 2 or len(w.layer_map.candidate_layers) < 2:
         why = "; ".join(w.notes) if w is not None and w.notes else "too few comparable tensors"
         return Verdict("inconclusive", None, 0.0, None, f"The weights could not be compared: {why}.")
-    lm = w.layer_map
+    if w.neuron_order is not None:
+        return _decide_by_order(w, shapes)
+    return _decide_by_profiles(w, shapes)
+
+
+def _derived(w: WeightEvidence, shapes: dict[str, Any], p: float, stats: str) -> Verdict:
+    """`identical` or `derived` with the relation, once a test has said the weights are related."""
     sim = w.similarity
     change = sim.get("relative_change")
+    rel = relation.describe(w, shapes)
+    same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
+            and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
+    label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
+    if label == "identical":
+        rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
+                                     sim.get("direct_cosine"))
+    elif not rel.tags:
+        rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
+                                                     "measures name no more specific change."])
+    return Verdict(label, rel.label, confidence(label, p), p, f"{rel.text} {stats}")
+
+
+def _decide_by_order(w: WeightEvidence, shapes: dict[str, Any]) -> Verdict:
+    """The exact neuron-order test decides; the profile test only names what it cannot (permuted neurons)."""
+    nt, lm = w.neuron_order, w.layer_map
+    assert nt is not None and lm is not None
+    if nt.p_value < DERIVED_P and nt.effect >= NEURON_EFFECT:
+        return _derived(w, shapes, nt.p_value, f"{_order_stats(w)} {_stats(w)}")
+    ag = w.neuron_agreement
+    if ag is not None and ag.p_value < DERIVED_P and ag.effect >= AGREEMENT_EFFECT:
+        return _derived(w, shapes, ag.p_value,
+                        f"The MLP neurons were relabelled: matched separately by {ag.views}, "
+                        f"{np.mean([r.agreement for r in ag.layers]):.0%} of them pick the same partner (decoys: "
+                        f"{np.mean([r.decoy_agreement for r in ag.layers]):.1%}); this p is calibrated by decoys, "
+                        f"not exact. {_stats(w)}")
     if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
-        rel = relation.describe(w, shapes)
-        same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
-                and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
-        label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
-        if label == "identical":
-            rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
-                                         sim.get("direct_cosine"))
-        elif not rel.tags:
-            rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
-                                                         "measures name no more specific change."])
-        return Verdict(label, rel.label, confidence(label, lm.p_value), lm.p_value, f"{rel.text} {_stats(w)}")
+        return Verdict("inconclusive", None, 0.0, nt.p_value,
+                       f"The layers' residual profiles match (mean profile correlation {lm.statistic:.3f}, "
+                       f"z = {lm.z:.1f}) but the MLP neurons are not in the base's order (exact test p = "
+                       f"{nt.p_value:.2g}): either the neurons were relabelled, or this is structure that "
+                       f"independently trained models share; the weights alone cannot tell which.")
+    if nt.p_value > INDEPENDENT_P:
+        return Verdict("independent", None, 0.0, nt.p_value,
+                       f"The candidate's MLP neurons are not where the base's are (exact test p = "
+                       f"{nt.p_value:.2g}, same-neuron cosine exceeds chance by {nt.effect:.3f}), and no layer's "
+                       f"residual profile tracks a base layer beyond what independent models show.")
+    return Verdict("inconclusive", None, 0.0, nt.p_value,
+                   f"The MLP neurons line up more than chance (exact test p = {nt.p_value:.2g}) but not enough "
+                   f"to call the weights derived (same-neuron cosine exceeds chance by {nt.effect:.3f}).")
+
+
+def _decide_by_profiles(w: WeightEvidence, shapes: dict[str, Any]) -> Verdict:
+    """Where no neuron rows could be compared (fingerprints, unequal MLP widths): the profile test."""
+    lm = w.layer_map
+    assert lm is not None
+    if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
+        return _derived(w, shapes, lm.p_value, _stats(w))
     if lm.p_value > INDEPENDENT_P or lm.statistic < NULL_EFFECT:
         quiet = sum(1 for *_, p in lm.best if p > 0.01)
         return Verdict("independent", None, 0.0, lm.p_value,
@@ -85,6 +142,20 @@ def weight_items(w: WeightEvidence) -> list[Evidence]:
                                                      "candidate_layers": list(lm.candidate_layers),
                                                      "values": np.round(lm.similarity, 4).tolist()},
                                **w.map_facts}, kind="layer test"))
+    nt = w.neuron_order
+    if nt is not None:
+        placed = sum(1 for r in nt.layers if r.p_value < 1e-3)
+        items.append(Evidence("weights", round(nt.effect, 6), nt.p_value,
+                              f"MLP neurons in the base's order in {placed} of {len(nt.layers)} layers (same-neuron "
+                              f"cosine exceeds chance by {nt.effect:.3f}; exact test: neuron labels are exchangeable "
+                              f"under independent training).", nt.summary(), kind="neuron order"))
+    ag = w.neuron_agreement
+    if ag is not None:
+        items.append(Evidence("weights", round(ag.effect, 6), ag.p_value,
+                              f"Matched separately by {ag.views}, {np.mean([r.agreement for r in ag.layers]):.1%} of "
+                              f"the sampled neurons pick the same candidate neuron (decoys "
+                              f"{np.mean([r.decoy_agreement for r in ag.layers]):.1%}; calibrated, not exact).",
+                              ag.summary(), kind="neuron agreement"))
     if al is not None:
         items.append(Evidence("weights", round(al.quality, 6), None,
                               f"Residual dimensions aligned from {al.n_tokens} embedding rows paired by "

@@ -22,6 +22,7 @@ from provenance.signals.layermap import (
     match_layers,
 )
 from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
+from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import TokenMap, shared_tokens
 
@@ -42,6 +43,8 @@ class WeightEvidence:
     problems: list[str] = field(default_factory=list)
     only_in: dict[str, list[str]] = field(default_factory=dict)  # role kinds one model lacks
     notes: list[str] = field(default_factory=list)
+    neuron_order: NeuronOrder | None = None  # the exact test; None where no MLP rows could be compared
+    neuron_agreement: NeuronAgreement | None = None  # relabelled neurons (calibrated by decoys)
 
 
 def _embedding_pairs(base: CanonicalModel, cand: CanonicalModel, token_map: TokenMap | None,
@@ -79,6 +82,38 @@ def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
         return sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, alt)], seed=seed)
 
     return layer_similarities(lm, measure, pa.constant_norms, pb.constant_norms)
+
+
+def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool, seed: int) -> NeuronOrder | None:
+    """The exact neuron-order test on every candidate layer's best base layer, from the MLP input sketches.
+
+    Gated MLPs use the gate rows, others the up rows. Where roles were inferred from shapes, gate and
+    up may be swapped: both pairings are tested and the better one is kept at twice its p (Bonferroni).
+    """
+    key = "mlp.gate" if any(k == "mlp.gate" for _, k in pa.sketches) else "mlp.up"
+    alternatives = (key, "mlp.up") if inferred and key == "mlp.gate" else (key,)
+    results = []
+    for alt in alternatives:
+        pairs = [(a, b, pa.sketches[(a, key)], pb.sketches[(b, alt)]) for a, b, _, _ in lm.best
+                 if (a, key) in pa.sketches and (b, alt) in pb.sketches]
+        r = neuron_order(pairs, role=key if alt == key else f"{key} vs {alt}", seed=seed)
+        if r is not None:
+            results.append(r)
+    if not results:
+        return None
+    best = min(results, key=lambda r: r.p_value)
+    best.p_value = min(1.0, best.p_value * len(alternatives))
+    return best
+
+
+def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, seed: int) -> NeuronAgreement | None:
+    """Relabelled neurons: gate and up rows (or up rows and down columns) must pick the same partner."""
+    gated = any(k == "mlp.gate" for _, k in pa.sketches)
+    k1, k2 = ("mlp.gate", "mlp.up") if gated else ("mlp.up", "mlp.down")
+    pairs = [(a, b, (pa.sketches[(a, k1)], pb.sketches[(b, k1)]), (pa.sketches[(a, k2)], pb.sketches[(b, k2)]))
+             for a, b, _, _ in lm.best
+             if all(k in pa.sketches for k in ((a, k1), (a, k2))) and all(k in pb.sketches for k in ((b, k1), (b, k2)))]
+    return neuron_agreement(pairs, views=f"{k1} / {k2}", seed=seed)
 
 
 def layer_similarities(lm: LayerMap, measure: Callable[[int, str, int, str], dict | None],
@@ -128,18 +163,23 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress)
     pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress)
     extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
-    return evidence_from_profiles(al, pa, pb, inferred=base.roles.inferred or cand.roles.inferred, seed=seed,
-                                  notes=notes, extra_roles=extra,
-                                  similarities=lambda lm: _similarities(pa, pb, lm, seed))
+    inferred = base.roles.inferred or cand.roles.inferred
+    return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
+                                  similarities=lambda lm: _similarities(pa, pb, lm, seed),
+                                  neuron_test=lambda lm: (neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed),
+                                                          neuron_agreement_test(pa, pb, lm, seed=seed)))
 
 
 def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *, inferred: bool, seed: int,
                            notes: list[str], extra_roles: list[str],
-                           similarities: Callable[[LayerMap], dict]) -> WeightEvidence:
+                           similarities: Callable[[LayerMap], dict],
+                           neuron_test: Callable[[LayerMap], tuple[NeuronOrder | None, NeuronAgreement | None]] | None
+                           = None) -> WeightEvidence:
     """The layer test and magnitudes from two models' aligned profiles (checkpoints or fingerprints).
 
     `similarities(layer_map)` measures the matched layers' weight magnitudes from whatever sketches the
-    inputs keep.
+    inputs keep; `neuron_test(layer_map)` runs the neuron-order and agreement tests where full MLP sketches
+    exist.
     """
     valid_a = ~np.isnan(pa.values).any(axis=-1)
     valid_b = ~np.isnan(pb.values).any(axis=-1)
@@ -154,4 +194,6 @@ def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *,
         return WeightEvidence(al, None, {}, {}, 0, problems, only_in, notes)
     lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed,
                       swappable=SWAPPABLE_INFERRED if inferred else SWAPPABLE)
-    return WeightEvidence(al, lm, describe_map(lm), similarities(lm), comparable, problems, only_in, notes)
+    order, agreement = neuron_test(lm) if neuron_test is not None else (None, None)
+    return WeightEvidence(al, lm, describe_map(lm), similarities(lm), comparable, problems, only_in, notes,
+                          order, agreement)

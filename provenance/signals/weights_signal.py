@@ -22,7 +22,7 @@ class WeightSignal:
     default = True
     reads = frozenset({CHECKPOINTS, FINGERPRINTS})
     refusal = "the weights need weights on both sides"
-    kinds = ("layer test", "alignment", "magnitudes", "bad tensor", "coverage")
+    kinds = ("layer test", "neuron order", "neuron agreement", "alignment", "magnitudes", "bad tensor", "coverage")
     details = {"layer test": {  # JSON Schema of these items' details
         "required": ["test", "z", "per_layer", "similarity_matrix"],
         "properties": {
@@ -34,7 +34,13 @@ class WeightSignal:
                 "type": "object", "required": ["base_layers", "candidate_layers", "values"],
                 "properties": {"base_layers": {"type": "array", "items": {"type": "integer"}},
                                "candidate_layers": {"type": "array", "items": {"type": "integer"}},
-                               "values": {"$ref": "#/$defs/matrix"}}}}}}
+                               "values": {"$ref": "#/$defs/matrix"}}}}},
+               "neuron order": {"required": ["test", "role", "p_value", "effect", "per_layer"],
+                                "properties": {"p_value": {"$ref": "#/$defs/probability"},
+                                               "per_layer": {"type": "array", "minItems": 1}}},
+               "neuron agreement": {"required": ["test", "views", "p_value", "effect", "per_layer"],
+                                    "properties": {"p_value": {"$ref": "#/$defs/probability"},
+                                                   "per_layer": {"type": "array", "minItems": 1}}}}
     title = "Weights"
 
     def measure(self, pair: Pair) -> Reading:
@@ -70,13 +76,28 @@ class WeightSignal:
             Text(layer["finding"]),
             Facts([("test", d.get("test")), ("statistic (mean best-layer profile correlation)", layer["statistic"]),
                    ("null mean ± sd", f"{_n(d.get('null_mean'))} ± {_n(d.get('null_sd'))}"), ("z", d.get("z")),
-                   ("p-value", P(layer["p_value"])), ("exact permutation bound", P(d.get("p_exact_bound"))),
+                   ("re-pairing p (maps layers; too narrow a null on real models to decide)", P(layer["p_value"])),
+                   ("exact permutation bound", P(d.get("p_exact_bound"))),
                    ("comparable roles", d.get("comparable_roles"))]),
             Plot("weight-heatmap", "Profile correlation of every base layer (rows) with every candidate layer "
                  "(columns); matched layers outlined in red. Independent models sit near 0.", weight_heatmap,
                  weight_matrix(result)),
             Plot("layer-plot", "Per candidate layer: best-match similarity, and its p-value against re-paired "
                  "dimensions (dashed: 1e-6).", layer_plot)]
+        for kind in ("neuron order", "neuron agreement"):
+            e = item(result, NAME, kind)
+            if e is not None:
+                nd = e["details"]
+                blocks += [Text(e["finding"]),
+                           Facts([("test", nd.get("test")), ("rows compared", nd.get("role", nd.get("views"))),
+                                  ("p-value", P(e["p_value"])), ("effect", e["statistic"])], title=kind),
+                           Table(["candidate layer", "base layer", "neurons", *[k for k in nd["per_layer"][0]
+                                                                                if k not in ("base", "candidate",
+                                                                                             "neurons")]],
+                                 [[r["candidate"], r["base"], r["neurons"],
+                                   *[P(v) if k == "p_value" else v for k, v in r.items()
+                                     if k not in ("base", "candidate", "neurons")]] for r in nd["per_layer"]],
+                                 folded=f"per-layer {kind}")]
         for kind in ("alignment", "magnitudes"):
             e = item(result, NAME, kind)
             if e is not None:

@@ -1,0 +1,206 @@
+"""An exact test of "the candidate's MLP neuron i is the base's neuron i", from weight rows.
+
+Why it is exact: training is symmetric under relabelling one layer's MLP neurons (i.i.d.
+initial rows, a permutation-equivariant optimiser, data that does not know the labels). So
+if the candidate was trained independently of the base, its neuron labels in each layer are
+a uniformly random permutation relative to anything computed without them — the base, the
+embedding alignment, the layer map (all built from neuron-order-invariant quantities). The
+statistic X = sum over sampled base neurons of (1 + cos(base row i, candidate row i)) / 2 is
+then a linear permutation statistic of a [0, 1] array, and Chatterjee's concentration
+inequality (Stein's method, 2007, Prop. 1.1) bounds its upper tail for any array:
+
+    P(|X - E X| >= t) <= 2 exp(-t^2 / (4 E X + 2 t)),  E X = (1/n) sum_ij a_ij.
+
+Nothing is assumed about the weights themselves — shared outlier dimensions or frequency-
+ordered embeddings cannot make independent models look aligned. Layers are independent
+under the null (one symmetry per layer), so their bounds combine by Fisher's method.
+What it cannot see: a candidate whose neurons were deliberately permuted (the relabelling
+the null allows); other evidence must speak for those.
+
+>>> rng = np.random.default_rng(0)
+>>> a = rng.standard_normal((512, 64))
+>>> tuned = neuron_order_layer(a, a + 0.1 * rng.standard_normal(a.shape), seed=0)
+>>> other = neuron_order_layer(a, rng.standard_normal((512, 64)), seed=0)
+>>> tuned.p_value < 1e-15, other.p_value > 0.01, round(tuned.in_place, 2)
+(True, True, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import bdtrc, gammaincc
+
+SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
+P_FLOOR = 1e-300
+
+
+@dataclass
+class LayerOrder:
+    """One matched layer pair: the in-place statistic, its exact bound and what it measured."""
+
+    base_layer: int
+    candidate_layer: int
+    neurons: int  # base rows tested
+    same_cosine: float  # mean cosine of base row i with candidate row i
+    chance_cosine: float  # mean cosine of base row i with every candidate row (its null mean)
+    in_place: float  # share of tested base rows whose most similar candidate row is row i
+    base_share: float | None  # least-squares weight of the base's rows in the candidate's (1 copy, ~w merge)
+    p_value: float  # Chatterjee's bound (exact, conservative)
+
+
+@dataclass
+class NeuronOrder:
+    """The per-layer tests and their Fisher combination."""
+
+    layers: list[LayerOrder]
+    p_value: float
+    effect: float  # mean over layers of same_cosine - chance_cosine (0 under independence)
+    role: str  # which matrix's rows were compared
+
+    def summary(self) -> dict:
+        return {"test": "MLP neuron order (exact: relabelling symmetry of training, Chatterjee bound, "
+                        "Fisher over layers)", "role": self.role, "p_value": self.p_value,
+                "effect": round(self.effect, 6),
+                "per_layer": [{"base": r.base_layer, "candidate": r.candidate_layer, "neurons": r.neurons,
+                               "same_cosine": round(r.same_cosine, 6), "chance_cosine": round(r.chance_cosine, 6),
+                               "in_place": round(r.in_place, 6),
+                               "base_share": None if r.base_share is None else round(r.base_share, 6),
+                               "p_value": r.p_value} for r in self.layers]}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def chatterjee_bound(x: float, mean: float) -> float:
+    """Upper bound on P(X >= x) for a linear permutation statistic of a [0, 1] array with E X = mean.
+
+    >>> chatterjee_bound(10.0, 10.0), chatterjee_bound(500.0, 100.0) < 1e-40
+    (1.0, True)
+    """
+    t = x - mean
+    if t <= 0:
+        return 1.0
+    return float(min(1.0, max(2.0 * math.exp(-t * t / (4.0 * mean + 2.0 * t)), P_FLOOR)))
+
+
+def fisher(p_values: list[float]) -> float:
+    """Fisher's combination of independent (super-)uniform p-values, floored at 1e-300.
+
+    >>> round(fisher([0.5]), 6), fisher([1e-10, 1e-10]) < 1e-15
+    (0.5, True)
+    """
+    if not p_values:
+        return 1.0
+    stat = -2.0 * sum(math.log(max(p, P_FLOOR)) for p in p_values)
+    return float(min(1.0, max(gammaincc(len(p_values), stat / 2.0), P_FLOOR)))
+
+
+def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: int = 0,
+                       candidate_layer: int = 0) -> LayerOrder:
+    """Test one layer pair from its neuron rows ([f, d] each, the same residual coordinates, equal f)."""
+    a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    f = a32.shape[0]
+    rows = np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
+        np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
+    ua, ub = _unit(a32[rows]), _unit(b32)
+    cos = np.clip(ua @ ub.T, -1.0, 1.0)  # [s, f]
+    same = cos[np.arange(len(rows)), rows]
+    x = float(((same + 1.0) / 2.0).sum())
+    mean = float(((cos.mean(axis=1) + 1.0) / 2.0).sum())
+    in_place = float(np.mean(cos.argmax(axis=1) == rows))
+    sa, sb = a32[rows], b32[rows]
+    den = float((sa * sa).sum())
+    share = float((sa * sb).sum() / den) if den > 0 else None
+    return LayerOrder(base_layer, candidate_layer, len(rows), float(same.mean()), float(cos.mean()),
+                      in_place, share, chatterjee_bound(x, mean))
+
+
+def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray]], *, role: str, seed: int) -> NeuronOrder | None:
+    """Every (base layer, candidate layer, base rows, candidate rows) tested and combined; None if none fit."""
+    tested = [neuron_order_layer(a, b, seed=seed + i, base_layer=la, candidate_layer=lb)
+              for i, (la, lb, a, b) in enumerate(pairs) if a.shape == b.shape and a.shape[0] >= 16]
+    if not tested:
+        return None
+    effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
+    return NeuronOrder(tested, fisher([r.p_value for r in tested]), effect, role)
+
+
+# --- relabelled neurons: two views of each neuron must pick the same partner ---------------------
+
+AGREEMENT_DECOYS = 3  # residual coordinates of the candidate rotated against the base's: no correspondence
+CHANCE_INFLATION = 4.0  # the decoy rate is multiplied by this before it is used as the null rate
+
+
+@dataclass
+class LayerAgreement:
+    """One layer pair: how often the two views' best partners coincide, against decoys."""
+
+    base_layer: int
+    candidate_layer: int
+    neurons: int
+    agreement: float
+    decoy_agreement: float
+    p_value: float
+
+
+@dataclass
+class NeuronAgreement:
+    """The relabelled-neuron test over layers (calibrated by decoys, not exact; Bonferroni over layers)."""
+
+    layers: list[LayerAgreement]
+    p_value: float
+    effect: float  # mean agreement minus the (inflated) null rate
+    views: str
+
+    def summary(self) -> dict:
+        return {"test": "MLP neuron matching agreement between two views (null rate from decoys with the "
+                        f"candidate's residual coordinates rotated, x{CHANCE_INFLATION:g}; Bonferroni over layers; "
+                        "calibrated, not exact)", "views": self.views, "p_value": self.p_value,
+                "effect": round(self.effect, 6),
+                "per_layer": [{"base": r.base_layer, "candidate": r.candidate_layer, "neurons": r.neurons,
+                               "agreement": round(r.agreement, 6), "decoy_agreement": round(r.decoy_agreement, 6),
+                               "p_value": r.p_value} for r in self.layers]}
+
+
+def _partners(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    return (ua @ ub.T).argmax(axis=1)
+
+
+def agreement_layer(view1: tuple[np.ndarray, np.ndarray], view2: tuple[np.ndarray, np.ndarray], *, seed: int,
+                    base_layer: int = 0, candidate_layer: int = 0) -> LayerAgreement:
+    """Match sampled base neurons to candidate neurons in each view ([f, d] rows); count coinciding partners."""
+    (a1, b1), (a2, b2) = ((np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in (view1, view2))
+    f = a1.shape[0]
+    rows = np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
+        np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
+    u1, u2 = _unit(a1[rows]), _unit(a2[rows])
+    k = int(np.count_nonzero(_partners(u1, _unit(b1)) == _partners(u2, _unit(b2))))
+    d1, d2 = b1.shape[1], b2.shape[1]
+    hits = 0
+    for j in range(1, AGREEMENT_DECOYS + 1):
+        s1, s2 = j * d1 // (AGREEMENT_DECOYS + 1), j * d2 // (AGREEMENT_DECOYS + 1)
+        hits += int(np.count_nonzero(_partners(u1, _unit(np.roll(b1, s1, axis=1)))
+                                     == _partners(u2, _unit(np.roll(b2, s2, axis=1)))))
+    decoy = hits / (AGREEMENT_DECOYS * len(rows))
+    rate = min(1.0, CHANCE_INFLATION * max(decoy, 1.0 / b1.shape[0]))
+    p = float(max(bdtrc(k - 1, len(rows), rate), P_FLOOR)) if k > 0 and rate < 1.0 else 1.0
+    return LayerAgreement(base_layer, candidate_layer, len(rows), k / len(rows), decoy, p)
+
+
+def neuron_agreement(pairs: list[tuple[int, int, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]], *,
+                     views: str, seed: int) -> NeuronAgreement | None:
+    """Every (base layer, candidate layer, view 1 rows, view 2 rows) tested; None if none fit."""
+    tested = [agreement_layer(v1, v2, seed=seed + i, base_layer=la, candidate_layer=lb)
+              for i, (la, lb, v1, v2) in enumerate(pairs)
+              if v1[0].shape[0] == v2[0].shape[0] >= 16 and v1[1].shape[0] == v2[1].shape[0]]
+    if not tested:
+        return None
+    p = min(1.0, min(r.p_value for r in tested) * len(tested))
+    rate = [min(1.0, CHANCE_INFLATION * max(r.decoy_agreement, 1e-12)) for r in tested]
+    effect = float(np.mean([r.agreement - q for r, q in zip(tested, rate)]))
+    return NeuronAgreement(tested, max(p, P_FLOOR), effect, views)
