@@ -30,6 +30,9 @@ class ResidualAlignment:
     heldout_r: np.ndarray  # per matched pair, correlation on held-out tokens (sign-corrected)
     n_tokens: int
     paired_by: str  # "token strings" | "token ids"
+    # A rotated residual stream: candidate coordinates x_B map to base coordinates x_B @ projection
+    # ([h_b, h_a]); then dims_a lists every base dim and dims_b/signs are unused by the profiles.
+    projection: np.ndarray | None = None
 
     @property
     def quality(self) -> float:
@@ -38,12 +41,16 @@ class ResidualAlignment:
 
     @property
     def is_identity(self) -> bool:
-        return bool(np.array_equal(self.dims_a, self.dims_b) and np.all(self.signs > 0))
+        return self.projection is None and bool(np.array_equal(self.dims_a, self.dims_b) and np.all(self.signs > 0))
+
+    @property
+    def rotated(self) -> bool:
+        return self.projection is not None
 
     def summary(self) -> dict:
         return {"matched_dims": int(self.dims_a.size), "tokens": self.n_tokens, "paired_by": self.paired_by,
                 "heldout_median_r": round(self.quality, 6), "identity": self.is_identity,
-                "sign_flips": int(np.sum(self.signs < 0)), "scale": round(self.scale, 6)}
+                "sign_flips": int(np.sum(self.signs < 0)), "scale": round(self.scale, 6), "rotated": self.rotated}
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -98,3 +105,40 @@ def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed
     ok = sa > 0
     scale = float(np.median(sb[ok] / sa[ok])) if ok.any() else 1.0
     return ResidualAlignment(dims_a, dims_b, signs.astype(np.float64), scale, heldout, n, paired_by)
+
+
+ROTATION_GAIN = 0.2  # a rotation replaces the signed matching only when its held-out quality is this much better
+ROTATION_MIN_QUALITY = 0.5
+
+
+def _heldout_quality(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return (_standardize(pred) * _standardize(target)).mean(axis=0)
+
+
+def align_rotation(emb_a: np.ndarray, emb_b: np.ndarray, perm: ResidualAlignment, *, seed: int = 0) -> ResidualAlignment:
+    """`perm`, or an orthogonal map of the residual stream where that explains the embeddings much better.
+
+    Orthogonal Procrustes on half the paired rows (centred), judged on the other half like the
+    signed matching: a rotated copy (SliceGPT / QuaRot style, norms folded) has held-out
+    correlation ~1 under the rotation and ~0 under any matching. Only the embeddings decide, so
+    the neuron-order test's null is untouched.
+    """
+    n = emb_a.shape[0]
+    if emb_a.shape[1] != emb_b.shape[1] or n < 8 or perm.quality > 1.0 - ROTATION_GAIN:
+        return perm
+    if n > MAX_TOKENS:
+        keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
+        emb_a, emb_b = emb_a[keep], emb_b[keep]
+        n = MAX_TOKENS
+    x = emb_a.astype(np.float64) - emb_a.mean(axis=0)
+    y = emb_b.astype(np.float64) - emb_b.mean(axis=0)
+    fit, held = np.arange(0, n, 2), np.arange(1, n, 2)
+    u, _, vt = np.linalg.svd(y[fit].T @ x[fit])  # y @ (u vt) ~ x
+    proj = u @ vt  # [h_b, h_a]
+    heldout = _heldout_quality(y[held] @ proj, x[held])
+    if float(np.median(heldout)) < max(ROTATION_MIN_QUALITY, perm.quality + ROTATION_GAIN):
+        return perm
+    dims = np.arange(emb_a.shape[1])
+    scale = float(np.linalg.norm(y) / np.linalg.norm(x)) if np.linalg.norm(x) > 0 else 1.0
+    return ResidualAlignment(dims, dims, np.ones(len(dims)), scale, heldout, n, perm.paired_by,
+                             proj.astype(np.float32))

@@ -109,23 +109,42 @@ def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: to
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
 
 
+def _projected_side(w: torch.Tensor, key: str, proj: torch.Tensor, g: torch.Tensor | None, sel: torch.Tensor,
+                    sketch_keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """`_side` for a rotated residual stream: the effective weights carried into the base's coordinates."""
+    if key in INPUT_KEYS:
+        wp = ((w.float() * g[None, :]) if g is not None else w.float()) @ proj  # [x, k]
+        prof, sketch = wp.norm(dim=0), (wp[:, sel] if key in sketch_keys else None)
+    else:
+        wp = proj.T @ w.float()  # [k, x]
+        prof, sketch = wp.norm(dim=1), (wp[sel, :].t() if key in sketch_keys else None)
+    return prof.double().cpu().numpy(), (sketch.to(torch.float16).cpu().numpy().copy() if sketch is not None else None)
+
+
 Visitor = Callable[[str, str, torch.Tensor, "torch.Tensor | None"], None]
 
 
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
                      progress: Callable[[int], None] | None = None, sketches: bool = True,
-                     visit: Visitor | None = None, file_order: bool = True) -> Profiles:
+                     visit: Visitor | None = None, file_order: bool = True,
+                     projection: np.ndarray | None = None) -> Profiles:
     """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
 
     `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
     fingerprint builder takes its own sketches there); `sketches=False` keeps none here.
     `file_order` reads the roles in the order their bytes lie in the files, so a stream that also
     hashes the files reads each byte once; the results and their order are the same either way.
+    `projection` ([h, k]) carries a rotated residual stream into the base's k coordinates instead of
+    selecting `dims`.
     """
     rm = model.roles
     dev = torch.device(device)
     idx = torch.from_numpy(np.ascontiguousarray(dims)).long().to(dev)
     sgn = torch.from_numpy(np.ascontiguousarray(signs)).float().to(dev)
+    proj = None if projection is None else torch.from_numpy(np.ascontiguousarray(projection, np.float32)).to(dev)
+    if proj is not None:
+        dims = np.arange(proj.shape[1])
+        idx = torch.arange(proj.shape[0], device=dev)  # the norms are read whole: they act before the rotation
     sel = torch.from_numpy(np.linspace(0, len(dims) - 1, num=min(SKETCH_DIMS, len(dims))).round()
                            .astype(np.int64)).to(dev)
     out = Profiles(layers=list(rm.layers), values=np.full((len(rm.layers), len(PROFILE_KEYS), len(dims)), np.nan))
@@ -156,7 +175,8 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         keys = () if not sketches else (INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS) \
             + COMPARE_EXTRA_KEYS
         g = norm_weight(feeding_norm(rm, rm.layers[li], key))
-        prof, sketch = _side(w, key, idx, sgn, g, sel, keys)
+        prof, sketch = (_side(w, key, idx, sgn, g, sel, keys) if proj is None
+                        else _projected_side(w, key, proj, g, sel, keys))
         if not np.isfinite(prof).all():
             problems[li, ki] = f"{role}: contains NaN or Inf values; not scored"
         elif not prof.any():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from provenance.arch.view import CanonicalModel
-from provenance.signals.align import ResidualAlignment, align_residual
+from provenance.signals.align import ResidualAlignment, align_residual, align_rotation
 from provenance.signals.direct import sketch_similarity
 from provenance.signals.layermap import (
     SWAPPABLE,
@@ -72,7 +72,7 @@ def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, see
     ia, ib, how = _embedding_pairs(base, cand, token_map, notes)
     ea = base.tensor("embed", device=device)[ia].float().cpu().numpy()  # gather rows, then widen
     eb = cand.tensor("embed", device=device)[ib].float().cpu().numpy()
-    return align_residual(ea, eb, paired_by=how, seed=seed)
+    return align_rotation(ea, eb, align_residual(ea, eb, paired_by=how, seed=seed), seed=seed)
 
 
 def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
@@ -161,7 +161,7 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
         return WeightEvidence(al, None, {}, {}, 0, notes=notes)
 
     pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress)
-    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress)
+    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress, projection=al.projection)
     extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
     inferred = base.roles.inferred or cand.roles.inferred
     return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,

@@ -47,7 +47,7 @@ class LayerOrder:
     same_cosine: float  # mean cosine of base row i with candidate row i
     chance_cosine: float  # mean cosine of base row i with every candidate row (its null mean)
     in_place: float  # share of tested base rows whose most similar candidate row is row i
-    base_share: float | None  # least-squares weight of the base's rows in the candidate's (1 copy, ~w merge)
+    base_share: float | None  # merge weight w that explains same_cosine for parents of equal norm: cos/(cos+sin)
     p_value: float  # Chatterjee's bound (exact, conservative)
 
 
@@ -110,12 +110,14 @@ def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: i
     ua, ub = _unit(a32[rows]), _unit(b32)
     cos = np.clip(ua @ ub.T, -1.0, 1.0)  # [s, f]
     same = cos[np.arange(len(rows)), rows]
-    x = float(((same + 1.0) / 2.0).sum())
-    mean = float(((cos.mean(axis=1) + 1.0) / 2.0).sum())
+    arr = np.maximum(cos - cos.mean(axis=1, keepdims=True), 0.0)
+    top = float(arr.max())
+    arr = arr / top if top > 0 else arr
+    x = float(arr[np.arange(len(rows)), rows].sum())
+    mean = float(arr.mean(axis=1).sum())
     in_place = float(np.mean(cos.argmax(axis=1) == rows))
-    sa, sb = a32[rows], b32[rows]
-    den = float((sa * sa).sum())
-    share = float((sa * sb).sum() / den) if den > 0 else None
+    c = float(np.clip(same.mean(), 0.0, 1.0))
+    share = c / (c + math.sqrt(1.0 - c * c)) if c > 0 else 0.0  # w*A + (1-w)*C with |A| = |C|, A ⟂ C
     return LayerOrder(base_layer, candidate_layer, len(rows), float(same.mean()), float(cos.mean()),
                       in_place, share, chatterjee_bound(x, mean))
 
