@@ -39,6 +39,7 @@ HEAVY = "merged with another model or heavily modified"
 DERIVED = "derived (modified weights)"  # related, and nothing more specific measured
 # Copies (label `identical`): the weights differ by no more than storage explains.
 BYTES = "byte-identical files"
+TENSORS = "byte-identical tensors"  # found by content (per-tensor sha256), whatever the names; identical or derived
 EXACT = "exact copy"
 DTYPE = "dtype or format change"
 QUANTIZED = "quantized copy"
@@ -321,6 +322,23 @@ def _notes(w: Any, tags: list[str]) -> list[str]:
     if al is not None and _embedding_scaled(al.scale) and RESCALED not in tags:
         notes.append(f"Its embeddings are scaled ×{al.scale:.2f} against the base's.")
     return notes
+
+
+def reuse_relation(matched: int, large: int, share: float, *, complete: bool, renamed: bool) -> Relation:
+    """The relation carried by byte-identical tensors: all of them (a copy), or some (reused in part).
+
+    >>> r = reuse_relation(9, 12, 0.6, complete=False, renamed=True)
+    >>> r.label, r.text.endswith("under other names: 9 of 12 tensors byte-identical to the base (60.0% of bytes).")
+    ('byte-identical tensors, tensors renamed', True)
+    """
+    names = ", under other names" if renamed else ""
+    tags = [TENSORS] + ([RENAMED] if renamed else [])
+    if complete:
+        return Relation(tags, [(f"The candidate's tensors are the base's, byte for byte{names}: all {matched} "
+                                f"tensors of at least 4,096 non-constant elements have their twin (same sha256), "
+                                f"{share:.1%} of its weight bytes.")])
+    return Relation(tags, [(f"The candidate reuses the base's weights in part{names}: {matched} of {large} tensors "
+                            f"byte-identical to the base ({share:.1%} of bytes).")])
 
 
 def copy_relation(kind: str, change: float | None, tolerance: float, cosine: float | None) -> Relation:

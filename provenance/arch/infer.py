@@ -14,6 +14,11 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from itertools import permutations
 
+from provenance.arch.layer_order import (
+    hidden_size,
+    layers_from_order,
+    vocabulary_tables,
+)
 from provenance.arch.layout import Layout
 from provenance.arch.rolemap import RoleMap, RoleSource
 from provenance.arch.roles import layer_role
@@ -78,10 +83,16 @@ def find_layers(names: list[str]) -> tuple[str, dict[int, dict[str, str]]]:
 def layout_from_shapes(infos: dict[str, TensorInfo], base: Layout) -> Layout:
     """Fill hidden size (most common vector length in the layers) and layer count from shapes."""
     names = [n for n, i in infos.items() if not is_buffer(i)]
-    _, layers = find_layers(names)
+    layers = _layers(names, infos, [])
     vec = Counter(infos[n].shape[0] for layer in layers.values() for n in layer.values() if len(infos[n].shape) == 1)
-    hidden = base.hidden or (vec.most_common(1)[0][0] if vec else None)
+    hidden = base.hidden or (vec.most_common(1)[0][0] if vec else hidden_size(names, infos))
     return replace(base, hidden=hidden, layers=base.layers or (len(layers) or None))
+
+
+def _layers(names: list[str], infos: dict[str, TensorInfo], notes: list[str]) -> dict[int, dict[str, str]]:
+    """Layers by the numbered name component; where no name has one, by runs in file order."""
+    _, layers = find_layers(names)
+    return layers or layers_from_order(names, infos, notes)
 
 
 def _layer_roles(layer: dict[str, str], infos: dict[str, TensorInfo], h: int, notes: list[str],
@@ -154,15 +165,18 @@ def infer_roles(infos: dict[str, TensorInfo], layout: Layout) -> RoleMap:
     """A RoleMap from structure alone (no definition)."""
     layout = layout_from_shapes(infos, layout)
     names = [n for n, i in infos.items() if not is_buffer(i)]
-    prefix, layers = find_layers(names)
     roles: dict[str, RoleSource] = {}
     notes: list[str] = []
+    layers = _layers(names, infos, notes)
     h = layout.hidden or 0
     for i, layer in layers.items():
         for key, name in _layer_roles(layer, infos, h, notes, f"layer {i}").items():
             roles[layer_role(i, key)] = _source(layer_role(i, key), infos[name])
     in_layers = {n for layer in layers.values() for n in layer.values()}
-    glob = _global_roles([n for n in names if n not in in_layers], infos, h, notes)
+    if layers:
+        glob = _global_roles([n for n in names if n not in in_layers], infos, h, notes)
+    else:  # no layer structure: the rest cannot be told from layer tensors, so only the vocabulary tables
+        glob = _assign(vocabulary_tables(names, infos, h), ["embed", "lm_head"], notes, "vocabulary tables")
     norm = "pre"
     if "type_embed" in glob:  # token-type embeddings: a BERT-family encoder, and those are post-norm
         norm = "post"

@@ -34,6 +34,20 @@ class TensorInfo:
         return n
 
 
+@dataclass(frozen=True)
+class TensorSpan:
+    """Where one tensor's stored bytes lie in its file; `period`: bytes per element (or quantization block)."""
+
+    name: str
+    offset: int  # absolute, in the file
+    nbytes: int
+    period: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.nbytes
+
+
 @dataclass
 class ReaderMetadata:
     """Format-level facts a reader found: e.g. GGUF key/values or ONNX producer."""

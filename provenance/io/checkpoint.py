@@ -11,7 +11,7 @@ import torch
 
 from provenance.io.base import TensorInfo, TensorReader, is_buffer
 from provenance.io.convert import place, resolve_device, resolve_dtype
-from provenance.io.read_hashes import ReadHashes
+from provenance.io.read_hashes import ReadHashes, TensorDigest, digest_tensor
 
 _HASH_CHUNK = 16 * 1024 * 1024
 
@@ -35,6 +35,7 @@ class Checkpoint:
     extra_files: list[Path] = field(default_factory=list)  # shard indexes etc., hashed too
     _sha256: dict[str, str] | None = field(default=None, repr=False)
     _read_hashes: ReadHashes | None = field(default=None, repr=False)
+    _tensor_digests: dict[str, TensorDigest] | None = field(default=None, repr=False)
 
     @property
     def format(self) -> str:
@@ -70,7 +71,8 @@ class Checkpoint:
         pass over them; False (and nothing changes) where the reader cannot report its reads."""
         if self._sha256 is not None or self._read_hashes is not None or not hasattr(self.reader, "observer"):
             return self._read_hashes is not None
-        self._read_hashes = ReadHashes(list(self.reader.files))
+        spans = self.reader.byte_spans() if hasattr(self.reader, "byte_spans") else None
+        self._read_hashes = ReadHashes(list(self.reader.files), spans=spans)
         self.reader.observer = self._read_hashes.observe
         return True
 
@@ -83,10 +85,24 @@ class Checkpoint:
             streamed: dict[Path, str] = {}
             if self._read_hashes is not None:
                 self.reader.observer = None
-                streamed, self._read_hashes = self._read_hashes.finish(), None
+                streamed = self._read_hashes.finish()
+                self._tensor_digests = self._read_hashes.tensor_digests() or None
+                self._read_hashes = None
             base = self.root if self.root.is_dir() else self.root.parent
             self._sha256 = {_relative(p, base): streamed.get(Path(p)) or file_sha256(p) for p in self.files()}
         return self._sha256
+
+    def tensor_digests(self) -> dict[str, TensorDigest]:
+        """sha256 of every tensor's stored bytes, and whether it is constant (computed once).
+
+        After `hash_reads()` they come from the same reads as the file hashes (this finishes those);
+        otherwise, and for formats whose reader gives no byte spans (PyTorch pickles, ONNX), each tensor
+        is read once and the digest is of its values as read, in the stored dtype."""
+        if self._tensor_digests is None and self._read_hashes is not None:
+            self.sha256()
+        if self._tensor_digests is None:
+            self._tensor_digests = {name: digest_tensor(self.reader.read(name)) for name in self.tensors}
+        return self._tensor_digests
 
     def close(self) -> None:
         self.reader.close()

@@ -30,7 +30,7 @@ from provenance.errors import (
     TensorNotFoundError,
     UnknownFormatError,
 )
-from provenance.io.base import ReaderMetadata, TensorInfo
+from provenance.io.base import ReaderMetadata, TensorInfo, TensorSpan
 from provenance.io.guard import open_fd
 
 _MAGIC = b"GGUF"
@@ -254,6 +254,12 @@ class GGUFTensorReader:
     def infos(self) -> dict[str, TensorInfo]:
         """Every tensor, by GGUF name, in file order."""
         return dict(self._infos)
+
+    def byte_spans(self) -> dict[Path, list[TensorSpan]]:
+        """The tensors' stored bytes (for per-tensor digests of the reads); period: one quantization block."""
+        block = gguf.GGML_QUANT_SIZES
+        return {self.path: [TensorSpan(n, loc.offset, self._infos[n].nbytes, block.get(loc.qtype, (1, 1))[1])
+                            for n, loc in self._locations.items()]}
 
     def read(self, name: str) -> torch.Tensor:
         """One tensor on the CPU: stored dtype for plain types, float32 dequantized for quants."""

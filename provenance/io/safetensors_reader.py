@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from provenance.errors import CorruptFileError, TensorNotFoundError
-from provenance.io.base import ReaderMetadata, TensorInfo
+from provenance.io.base import ReaderMetadata, TensorInfo, TensorSpan
 from provenance.io.guard import open_fd, open_file
 
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
@@ -134,6 +134,14 @@ class SafetensorsReader:
 
     def infos(self) -> dict[str, TensorInfo]:
         return self._infos
+
+    def byte_spans(self) -> dict[Path, list[TensorSpan]]:
+        """Each file's tensors: where their stored bytes lie (for per-tensor digests of the reads)."""
+        out: dict[Path, list[TensorSpan]] = {}
+        for name, (path, offset, nbytes) in self._where.items():
+            numel = self._infos[name].numel
+            out.setdefault(path, []).append(TensorSpan(name, offset, nbytes, nbytes // numel if numel else 1))
+        return out
 
     def read(self, name: str) -> torch.Tensor:
         """Read one tensor's bytes into a new buffer and view them with the stored dtype."""

@@ -22,7 +22,8 @@ class WeightSignal:
     default = True
     reads = frozenset({CHECKPOINTS, FINGERPRINTS})
     refusal = "the weights need weights on both sides"
-    kinds = ("layer test", "neuron order", "neuron agreement", "alignment", "magnitudes", "bad tensor", "coverage")
+    kinds = ("layer test", "neuron order", "neuron agreement", "alignment", "magnitudes", "bad tensor", "coverage",
+             "exact reuse")
     details = {"layer test": {  # JSON Schema of these items' details
         "required": ["test", "z", "per_layer", "similarity_matrix"],
         "properties": {
@@ -61,15 +62,22 @@ class WeightSignal:
                 w = weight_evidence(a, b, device=str(pair.device), seed=pair.opts.seed, token_map=pair.token_map(),
                                     progress=tensors.update)
         layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w.layer_map else None
-        return Reading(NAME, weight_items(w), decide(w, pair.shapes()), raw=w, layer_map=layer_map)
+        items, verdict = weight_items(w), decide(w, pair.shapes())
+        if pair.fingerprints is None:  # byte-identical tensors, by content (the digests of the same reads)
+            from provenance.signals import content_hashes
+
+            reuse = content_hashes.measure(pair)
+            items.append(content_hashes.item(reuse))
+            verdict = content_hashes.overrule(verdict, reuse)
+        return Reading(NAME, items, verdict, raw=w, layer_map=layer_map)
 
     def section(self, result: dict[str, Any]) -> Section | None:
         from provenance.report.sections import item, weight_layers, weight_matrix
         from provenance.report.words import words
 
-        layer = item(result, NAME, "layer test")
+        layer, reuse = item(result, NAME, "layer test"), item(result, NAME, "exact reuse")
         if layer is None:
-            return None
+            return None if reuse is None else Section(NAME, self.title, [Text(reuse["finding"])])
 
         d = layer["details"]
         blocks: list[Any] = [
@@ -98,6 +106,8 @@ class WeightSignal:
                                    *[P(v) if k == "p_value" else v for k, v in r.items()
                                      if k not in ("base", "candidate", "neurons")]] for r in nd["per_layer"]],
                                  folded=f"per-layer {kind}")]
+        if reuse is not None:
+            blocks.append(Text(reuse["finding"]))
         for kind in ("alignment", "magnitudes"):
             e = item(result, NAME, kind)
             if e is not None:
