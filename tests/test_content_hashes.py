@@ -218,8 +218,8 @@ def test_hashes_off_says_not_checked(tiny, tmp_path):
     r = compare(_tiny_dir(tmp_path, "base", state, cfg), _opaque_file(tmp_path / "copy", state), OFF)
     e = _item(r)
     assert (e.statistic, e.p_value, e.details) == (None, None, {"checked": False, "why_not": (
-        "per-tensor hashes are off (--no-hashes / hashes=False)")})
-    assert e.finding == "Byte-identical tensors were not looked for: per-tensor hashes are off (--no-hashes / " \
+        "per-tensor hashes are off (--no-hash / hashes=False)")})
+    assert e.finding == "Byte-identical tensors were not looked for: per-tensor hashes are off (--no-hash / " \
                         "hashes=False)."
 
 

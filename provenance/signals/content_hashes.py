@@ -117,7 +117,7 @@ def exact_reuse(base: tuple[dict[str, TensorInfo], dict[str, TensorDigest]],
 def measure(pair: Pair) -> Reuse:
     """The exact reuse of a pair of checkpoints; not checked when hashes are off."""
     if not pair.opts.hashes:
-        return Reuse(False, "per-tensor hashes are off (--no-hashes / hashes=False)")
+        return Reuse(False, "per-tensor hashes are off (--no-hash / hashes=False)")
     if pair.models is None:
         return Reuse(False, "a fingerprint keeps no per-tensor hashes")
     a, b = (m.checkpoint for m in pair.models)
