@@ -15,12 +15,15 @@ from provenance.fingerprint.model import Fingerprint, Sketch
 from provenance.signals.align import align_residual
 from provenance.signals.direct import cosine
 from provenance.signals.profiles import Profiles
+from provenance.signals.layermap import LayerMap
 from provenance.signals.weights import (
     MIN_SHARED_TOKENS,
+    ORDER_DECIDES_P,
     WeightEvidence,
     evidence_from_profiles,
     layer_similarities,
 )
+from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
 
 QUERY_ROWS = 32  # the base's largest rows, each matched among the candidate's kept largest rows
 MIN_SKETCH_ANCHORS = 16
@@ -110,7 +113,55 @@ def fingerprint_weight_evidence(fa: Fingerprint, fb: Fingerprint, *, seed: int =
 
     facts_a, facts_b = fa.meta.get("facts", {}), fb.meta.get("facts", {})
     extra = sorted(set(fa.meta.get("roles", {})) ^ set(fb.meta.get("roles", {})))
+    def order(lm: LayerMap) -> tuple[NeuronOrder | None, NeuronAgreement | None]:
+        exact = probe_neuron_order(sk_a, ca, sk_b, cb, lm, seed=seed)
+        if exact is not None and exact.p_value < ORDER_DECIDES_P:
+            return exact, None
+        return exact, top_row_agreement(sk_a, ca, sk_b, cb, lm, seed=seed)
+
     return evidence_from_profiles(al, pa, pb, inferred=bool(facts_a.get("inferred") or facts_b.get("inferred")),
                                   seed=seed, notes=notes, extra_roles=extra,
                                   similarities=lambda lm: layer_similarities(lm, measure, pa.constant_norms,
-                                                                             pb.constant_norms))
+                                                                             pb.constant_norms),
+                                  neuron_test=order if len(ca) >= MIN_SKETCH_ANCHORS else None)
+
+
+def probe_neuron_order(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.ndarray, lm: LayerMap, *,
+                       seed: int) -> NeuronOrder | None:
+    """The exact neuron-order test on the probe rows both fingerprints keep at the same neuron ids.
+
+    The probe ids depend only on the layer's width. Under independence, given which of the
+    candidate's neurons sit at those ids, their order among them is uniform: the test holds on
+    the probes' own rows × rows array, on the anchor columns both fingerprints share.
+    """
+    key = "mlp.gate" if any(k == "mlp.gate" for _, k in sk_a) else "mlp.up"
+    pairs = []
+    for a, b, _, _ in lm.best:
+        sa, sb = sk_a.get((a, key)), sk_b.get((b, key))
+        if sa is None or sb is None or sa.n_out != sb.n_out or not np.array_equal(sa.neurons[sa.top:], sb.neurons[sb.top:]):
+            continue
+        pairs.append((a, b, sa.rows[sa.top:][:, cols_a], sb.rows[sb.top:][:, cols_b]))
+    return neuron_order(pairs, role=f"{key} (fingerprint probe rows)", seed=seed)
+
+
+def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.ndarray, lm: LayerMap, *,
+                      seed: int) -> NeuronAgreement | None:
+    """Relabelled neurons from fingerprints: the base neurons kept in both the gate and the up sketch are
+    matched among the candidate's kept gate rows and kept up rows; a relabelled copy names the same
+    neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact)."""
+    if not any(k == "mlp.gate" for _, k in sk_a):
+        return None
+    pairs, ids = [], []
+    for a, b, _, _ in lm.best:
+        ga, ua, gb, ub = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up")), sk_b.get((b, "mlp.gate")), sk_b.get((b, "mlp.up"))
+        if ga is None or ua is None or gb is None or ub is None:
+            continue
+        both = np.intersect1d(ga.neurons[:ga.top], ua.neurons[:ua.top])
+        if len(both) < 16:
+            continue
+        rg = {int(n): i for i, n in enumerate(ga.neurons)}
+        ru = {int(n): i for i, n in enumerate(ua.neurons)}
+        pairs.append((a, b, (ga.rows[[rg[int(n)] for n in both]][:, cols_a], gb.rows[:, cols_b]),
+                      (ua.rows[[ru[int(n)] for n in both]][:, cols_a], ub.rows[:, cols_b])))
+        ids.append((gb.neurons, ub.neurons))
+    return neuron_agreement(pairs, views="mlp.gate / mlp.up (fingerprint kept rows)", seed=seed, candidate_ids=ids)

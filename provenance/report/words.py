@@ -22,6 +22,12 @@ WORDS = {
     "sketches_compared": "sketches compared", "max_abs_log_scale": "largest rescaling (|log|)",
     "base_constant_norms": "base norm weights constant", "candidate_constant_norms": "candidate norm weights constant",
     "only_in": "only in", "notes": "notes", "base": "base", "candidate": "candidate", "similarity": "similarity",
+    "rotated": "residual stream rotated",
+    # the weight signal's neuron tests
+    "same_cosine": "same-neuron cosine", "chance_cosine": "cosine by chance",
+    "base_share": "base's merge share", "effect": "effect", "role": "rows compared", "views": "views",
+    "decoy_agreement": "same partner by chance (decoys)",
+    "neurons": "neurons tested",
     # the tokenizer signal
     "vocab_base": "base vocabulary", "vocab_candidate": "candidate vocabulary", "shared": "shared tokens",
     "shared_same_id": "shared tokens with the same id", "shared_same_id_multibyte": "same id among multi-byte tokens",

@@ -106,6 +106,18 @@ def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: boo
     return best
 
 
+ORDER_DECIDES_P = 1e-6  # where the exact test is this small, the relabelled-neuron test is not run
+
+
+def neuron_tests(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool,
+                 seed: int) -> tuple[NeuronOrder | None, NeuronAgreement | None]:
+    """The exact neuron-order test, and the relabelled-neuron test only where the exact one is silent."""
+    order = neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed)
+    if order is not None and order.p_value < ORDER_DECIDES_P:
+        return order, None
+    return order, neuron_agreement_test(pa, pb, lm, seed=seed)
+
+
 def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, seed: int) -> NeuronAgreement | None:
     """Relabelled neurons: gate and up rows (or up rows and down columns) must pick the same partner."""
     gated = any(k == "mlp.gate" for _, k in pa.sketches)
@@ -166,8 +178,7 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     inferred = base.roles.inferred or cand.roles.inferred
     return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
                                   similarities=lambda lm: _similarities(pa, pb, lm, seed),
-                                  neuron_test=lambda lm: (neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed),
-                                                          neuron_agreement_test(pa, pb, lm, seed=seed)))
+                                  neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred, seed=seed))
 
 
 def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *, inferred: bool, seed: int,

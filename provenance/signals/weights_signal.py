@@ -99,7 +99,7 @@ class WeightSignal:
                 blocks += [Text(e["finding"]),
                            Facts([("test", nd.get("test")), ("rows compared", nd.get("role", nd.get("views"))),
                                   ("p-value", P(e["p_value"])), ("effect", e["statistic"])], title=kind),
-                           Table(["candidate layer", "base layer", "neurons", *[k for k in nd["per_layer"][0]
+                           Table(["candidate layer", "base layer", "neurons", *[words(k) for k in nd["per_layer"][0]
                                                                                 if k not in ("base", "candidate",
                                                                                              "neurons")]],
                                  [[r["candidate"], r["base"], r["neurons"],

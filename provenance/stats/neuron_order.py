@@ -174,32 +174,43 @@ def _partners(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
 
 
 def agreement_layer(view1: tuple[np.ndarray, np.ndarray], view2: tuple[np.ndarray, np.ndarray], *, seed: int,
-                    base_layer: int = 0, candidate_layer: int = 0) -> LayerAgreement:
-    """Match sampled base neurons to candidate neurons in each view ([f, d] rows); count coinciding partners."""
+                    base_layer: int = 0, candidate_layer: int = 0,
+                    candidate_ids: tuple[np.ndarray, np.ndarray] | None = None) -> LayerAgreement:
+    """Match base neurons to candidate neurons in each view ([f, d] rows); count coinciding partners.
+
+    Both views' base rows are the same neurons in the same order (sampled here when there are
+    many). `candidate_ids` names the neuron behind each candidate row of either view, where the
+    views keep different candidate rows (a fingerprint's largest rows); by default row k is neuron k.
+    """
     (a1, b1), (a2, b2) = ((np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in (view1, view2))
+    ids1, ids2 = candidate_ids if candidate_ids is not None else (np.arange(len(b1)), np.arange(len(b2)))
     f = a1.shape[0]
     rows = np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
         np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
     u1, u2 = _unit(a1[rows]), _unit(a2[rows])
-    k = int(np.count_nonzero(_partners(u1, _unit(b1)) == _partners(u2, _unit(b2))))
+
+    def agree(c1: np.ndarray, c2: np.ndarray) -> int:
+        return int(np.count_nonzero(ids1[_partners(u1, _unit(c1))] == ids2[_partners(u2, _unit(c2))]))
+
+    k = agree(b1, b2)
     d1, d2 = b1.shape[1], b2.shape[1]
-    hits = 0
-    for j in range(1, AGREEMENT_DECOYS + 1):
-        s1, s2 = j * d1 // (AGREEMENT_DECOYS + 1), j * d2 // (AGREEMENT_DECOYS + 1)
-        hits += int(np.count_nonzero(_partners(u1, _unit(np.roll(b1, s1, axis=1)))
-                                     == _partners(u2, _unit(np.roll(b2, s2, axis=1)))))
+    hits = sum(agree(np.roll(b1, j * d1 // (AGREEMENT_DECOYS + 1), axis=1),
+                     np.roll(b2, j * d2 // (AGREEMENT_DECOYS + 1), axis=1)) for j in range(1, AGREEMENT_DECOYS + 1))
     decoy = hits / (AGREEMENT_DECOYS * len(rows))
-    rate = min(1.0, CHANCE_INFLATION * max(decoy, 1.0 / b1.shape[0]))
+    rate = min(1.0, CHANCE_INFLATION * max(decoy, 1.0 / max(len(b1), len(b2))))
     p = float(max(bdtrc(k - 1, len(rows), rate), P_FLOOR)) if k > 0 and rate < 1.0 else 1.0
     return LayerAgreement(base_layer, candidate_layer, len(rows), k / len(rows), decoy, p)
 
 
 def neuron_agreement(pairs: list[tuple[int, int, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]], *,
-                     views: str, seed: int) -> NeuronAgreement | None:
+                     views: str, seed: int,
+                     candidate_ids: list[tuple[np.ndarray, np.ndarray]] | None = None) -> NeuronAgreement | None:
     """Every (base layer, candidate layer, view 1 rows, view 2 rows) tested; None if none fit."""
-    tested = [agreement_layer(v1, v2, seed=seed + i, base_layer=la, candidate_layer=lb)
-              for i, (la, lb, v1, v2) in enumerate(pairs)
-              if v1[0].shape[0] == v2[0].shape[0] >= 16 and v1[1].shape[0] == v2[1].shape[0]]
+    ids = candidate_ids or [None] * len(pairs)
+    tested = [agreement_layer(v1, v2, seed=seed + i, base_layer=la, candidate_layer=lb, candidate_ids=ci)
+              for i, ((la, lb, v1, v2), ci) in enumerate(zip(pairs, ids))
+              if v1[0].shape[0] == v2[0].shape[0] >= 16
+              and (ci is not None or v1[1].shape[0] == v2[1].shape[0])]
     if not tested:
         return None
     p = min(1.0, min(r.p_value for r in tested) * len(tested))
