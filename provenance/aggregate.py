@@ -31,7 +31,11 @@ NUMBERS = ("Confidence is 1 − p when the verdict claims a relation (identical,
            "chance between independent models is ruled out. It is 0 for independent and inconclusive verdicts, since "
            "a test that finds nothing rules nothing out; it is never the probability that the label is right. "
            "P-values are computed down to 1e-300 and clamped there: one shown as \u201c≤ x\u201d sits at that floor "
-           "(times the number of tests combined), and the true value is smaller.")
+           "(times the number of tests combined), and the true value is smaller. Every p-value answers one "
+           "question: if the two models had been trained independently, how often would evidence this strong "
+           "appear? The weights' p-value holds exactly under that null: training treats a layer's MLP neurons "
+           "alike, so an independent model's neuron order is a random relabelling of the base's (its report says "
+           "when a calibrated test, relabelled neurons, decided instead).")
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,14 @@ REORDERED = "layers re-ordered"
 WIDTH = "width pruned or grown"
 VOCAB = "vocabulary changed"
 RESIDUAL = "residual dimensions permuted"
+ROTATED = "residual stream rotated"
 NEURONS = "neurons/heads permuted"
 RESCALED = "rescaled tensors"
 FOLDED = "norm weights folded"
 RENAMED = "tensors renamed"
 UNSCORED = "NaN/Inf or all-zero tensors"
 TRAINED = "fine-tune or perturbation"
+LORA = "LoRA-merged fine-tune"  # the update (candidate − base) is low rank
 HEAVY = "merged with another model or heavily modified"
 DERIVED = "derived (modified weights)"  # related, and nothing more specific measured
 # Copies (label `identical`): the weights differ by no more than storage explains.
@@ -44,7 +46,7 @@ EXACT = "exact copy"
 DTYPE = "dtype or format change"
 QUANTIZED = "quantized copy"
 
-SHORT = {TRAINED: "fine-tune", HEAVY: "merged or modified", BASE_SUBSET: "layer subset",
+SHORT = {TRAINED: "fine-tune", LORA: "LoRA fine-tune", HEAVY: "merged or modified", BASE_SUBSET: "layer subset",
          BASE_UPSCALED: "depth up-scaled", DERIVED: "derived"}  # a few words for a graph's edge
 DUPLICATE_RATIO = 0.995  # a layer matched this equally by two layers of the deeper model is copied, not trained
 HEAVY_EMBEDDING_R = 0.8  # aligned embeddings correlating less than this: merged or heavily modified
@@ -216,7 +218,9 @@ def _n(x: Any) -> str:
 def _disguises(w: Any, shapes: dict[str, Any], change: float | None) -> list[tuple[str, str]]:
     """(tag, phrase) for changes that hide a copy without training it: permutations, rescaling, names."""
     al, sim, out = w.alignment, w.similarity, []
-    if al is not None and not al.is_identity:
+    if al is not None and getattr(al, "rotated", False):
+        out.append((ROTATED, "the residual stream rotated (an orthogonal map folded into every matrix)"))
+    elif al is not None and not al.is_identity:
         out.append((RESIDUAL, "residual dimensions permuted"))
     if sim.get("neurons_in_place") is not None and sim["neurons_in_place"] < 0.5:
         out.append((NEURONS, "MLP neurons or attention heads permuted"))
@@ -250,6 +254,13 @@ def heavily_modified(w: Any) -> bool:
     return cosine is not None and cosine < HEAVY_COSINE
 
 
+def base_share(w: Any) -> float | None:
+    """Median over layers of the merge weight the same-neuron cosine implies (None if not measured)."""
+    nt = getattr(w, "neuron_order", None)
+    shares = [r.base_share for r in nt.layers if r.base_share is not None] if nt is not None else []
+    return float(sorted(shares)[len(shares) // 2]) if shares else None
+
+
 def _moved(w: Any, shapes: dict[str, Any], change: float | None, cosine: float | None,
            rescaled: bool) -> tuple[str, str, str] | None:
     """(tag, sentence as the relation, sentence as an observation) for weights that moved beyond storage.
@@ -259,9 +270,12 @@ def _moved(w: Any, shapes: dict[str, Any], change: float | None, cosine: float |
     """
     if heavily_modified(w):
         c = f" (weights agree at cosine {cosine:.2f})" if cosine is not None else ""
+        share = base_share(w)
+        s = (f" Read as a merge with a model of equal weight norm, the base's share is about {share:.0%} "
+             "(median over layers, from the same-neuron cosine).") if share is not None else ""
         return (HEAVY, (f"The candidate was built from the base and then heavily changed{c}: merged with another "
-                        "model, or trained at length; the weights do not say which."),
-                f"Its weights were also heavily changed{c}: merged with another model, or trained at length.")
+                        f"model, or trained at length; the weights do not say which.{s}"),
+                f"Its weights were also heavily changed{c}: merged with another model, or trained at length.{s}")
     if change is not None and change > max(shapes["tolerance"], RESCALE_NOISE if rescaled else 0.0):
         return (TRAINED, (f"The candidate is a fine-tune of the base: the same layers, with weights moved "
                           f"{_pct(change)} (continued pretraining or noise added on purpose would look the same)."),
@@ -341,14 +355,24 @@ def reuse_relation(matched: int, large: int, share: float, *, complete: bool, re
                             f"byte-identical to the base ({share:.1%} of bytes).")])
 
 
-def copy_relation(kind: str, change: float | None, tolerance: float, cosine: float | None) -> Relation:
-    """A copy's relation: `kind` is BYTES, EXACT, DTYPE or QUANTIZED."""
+def copy_relation(kind: str, change: float | None, tolerance: float, cosine: float | None,
+                  reproduced: str | None = None) -> Relation:
+    """A copy's relation: `kind` is BYTES, EXACT, DTYPE or QUANTIZED.
+
+    `reproduced` names the storage step the reproduction test redid (e.g. "GGUF Q8_0"); without it
+    (fingerprints) the claim rests on the weights differing by no more than `tolerance`.
+    """
     c = f"cosine {cosine:.6f}" if cosine is not None else "cosine n/a"
     moved = f"{change:.2%}" if change is not None else "n/a"
     if kind == BYTES:
         return Relation([BYTES], ["The candidate's weight files are the base's, byte for byte (same sha256)."])
     if kind == EXACT:
         return Relation([EXACT], [f"The candidate is an exact copy of the base: every layer's weights match ({c})."])
+    if reproduced is not None:
+        what = "stored in another precision or format" if kind == DTYPE else "a quantized copy of the base"
+        return Relation([kind], [(f"The candidate is {'the base ' if kind == DTYPE else ''}{what}: redoing the "
+                                  f"storage step on the base's weights ({reproduced}) gives the candidate's, value "
+                                  f"for value (they differ by {moved} from the base's).")])
     if kind == DTYPE:
         return Relation([DTYPE], [(f"The candidate is the base stored in another precision or format: the weights "
                                    f"differ by {moved}, within rounding error ({c}).")])
@@ -356,3 +380,35 @@ def copy_relation(kind: str, change: float | None, tolerance: float, cosine: flo
                                    f"weights differ by {moved}, within the error quantization causes (up to "
                                    f"{tolerance:.1%} here).")],
                     [f"A fine-tune that moved the weights by less than {tolerance:.1%} would look the same."])
+
+
+def trained_relation(change: float | None, where: list[tuple[str, float]], lora_rank: int | None,
+                     checked: bool = True) -> Relation:
+    """A pair whose layers map one to one but whose weights are not the base's after any storage step.
+
+    `where` lists the tensors that moved most with their relative change; `lora_rank` is the measured
+    rank of a low-rank update (a merged LoRA), None when the update is not low rank; `checked` is False
+    where no reproduction could be tried (fingerprints keep no tensors).
+    """
+    by = f" by {_pct(change)}" if change is not None else ""
+    most = f"; most in {', '.join(f'{r} ({_pct(x)})' for r, x in where[:3])}" if where else ""
+    how = ("no cast or quantization of the base's weights reproduces the candidate's" if checked else
+           "the weight sketches differ by more than rounding explains (reproduction was not checked: "
+           "fingerprints keep no tensors)")
+    if lora_rank is not None:
+        return Relation([LORA], [(f"The candidate is a fine-tune of the base with a merged low-rank adapter "
+                                  f"(LoRA): its weights moved{by}, the update has rank ≈ {lora_rank}, and {how}"
+                                  f"{most}.")])
+    return Relation([TRAINED], [(f"The candidate is a fine-tune of the base: the same layers, with weights "
+                                 f"moved{by}; {how}{most} (continued pretraining or noise added on purpose would "
+                                 "look the same).")])
+
+
+def unreproducible_relation(change: float | None, why: str) -> Relation:
+    """A pair within a storage step's error that this tool cannot redo: a copy cannot be told from a light
+    fine-tune, so the label stays `derived`."""
+    by = f"{_pct(change)}" if change is not None else "n/a"
+    return Relation([DERIVED], [(f"The candidate matches the base layer for layer and its weights differ by {by}, "
+                                 f"but the storage step between them cannot be redone ({why}): it may be a "
+                                 "quantized copy or a light fine-tune; `identical` is claimed only for a "
+                                 "reproduced cast or quantization.")])

@@ -16,6 +16,7 @@ import numpy as np
 
 from provenance import relation
 from provenance.evidence import Evidence, Verdict, confidence
+from provenance.signals.copy_check import settle
 from provenance.signals.weights import WeightEvidence
 
 DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
@@ -33,13 +34,6 @@ def _stats(w: WeightEvidence) -> str:
     return (f"{len(lm.pairs)} of {len(lm.candidate_layers)} candidate layers match base layers far beyond chance "
             f"(mean profile correlation {lm.statistic:.3f} vs {lm.null_mean:.3f} ± {lm.null_sd:.3f} under "
             f"independence, z = {lm.z:.1f}).")
-
-
-def _copy_kind(change: float | None, shapes: dict[str, Any]) -> str:
-    """EXACT when nothing moved (a quantized file against itself too), else what storage change explains it."""
-    if (change or 0.0) <= 1e-6 and not shapes["dtypes_differ"]:
-        return relation.EXACT
-    return relation.QUANTIZED if shapes["quantized"] else relation.DTYPE if shapes["dtypes_differ"] else relation.EXACT
 
 
 def _order_stats(w: WeightEvidence) -> str:
@@ -64,18 +58,7 @@ def decide(w: WeightEvidence | None, shapes: dict[str, Any]) -> Verdict:
 
 def _derived(w: WeightEvidence, shapes: dict[str, Any], p: float, stats: str) -> Verdict:
     """`identical` or `derived` with the relation, once a test has said the weights are related."""
-    sim = w.similarity
-    change = sim.get("relative_change")
-    rel = relation.describe(w, shapes)
-    same = (w.map_facts.get("identity") and not rel.tags and (w.alignment is None or w.alignment.is_identity)
-            and (sim.get("direct_cosine") or 0) >= IDENTICAL_COSINE)
-    label = "identical" if same and (change or 0) <= shapes["tolerance"] else "derived"
-    if label == "identical":
-        rel = relation.copy_relation(_copy_kind(change, shapes), change, shapes["tolerance"],
-                                     sim.get("direct_cosine"))
-    elif not rel.tags:
-        rel = relation.Relation([relation.DERIVED], ["The candidate was built from the base; the weight "
-                                                     "measures name no more specific change."])
+    label, rel = settle(w, shapes, relation.describe(w, shapes))  # identical only for a reproduced storage step
     return Verdict(label, rel.label, confidence(label, p), p, f"{rel.text} {stats}")
 
 

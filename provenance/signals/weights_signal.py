@@ -23,7 +23,7 @@ class WeightSignal:
     reads = frozenset({CHECKPOINTS, FINGERPRINTS})
     refusal = "the weights need weights on both sides"
     kinds = ("layer test", "neuron order", "neuron agreement", "alignment", "magnitudes", "bad tensor", "coverage",
-             "exact reuse")
+             "exact reuse", "reproduction")
     details = {"layer test": {  # JSON Schema of these items' details
         "required": ["test", "z", "per_layer", "similarity_matrix"],
         "properties": {
@@ -45,6 +45,7 @@ class WeightSignal:
     title = "Weights"
 
     def measure(self, pair: Pair) -> Reading:
+        from provenance.signals.copy_check import reproduction_item
         from provenance.signals.weight_verdict import decide, weight_items
 
         if pair.fingerprints is not None:
@@ -62,7 +63,10 @@ class WeightSignal:
                 w = weight_evidence(a, b, device=str(pair.device), seed=pair.opts.seed, token_map=pair.token_map(),
                                     progress=tensors.update)
         layer_map = [[x, y, round(s, 6)] for x, y, s in w.layer_map.pairs] if w.layer_map else None
-        items, verdict = weight_items(w), decide(w, pair.shapes())
+        check = _Reproduction(pair)
+        fa, fb = pair.facts()
+        verdict = decide(w, {**pair.shapes(), "dtypes": (fa.get("dtype"), fb.get("dtype")), "reproduce": check})
+        items = weight_items(w) + ([reproduction_item(check())] if check.asked else [])
         if pair.fingerprints is None:  # byte-identical tensors, by content (the digests of the same reads)
             from provenance.signals import content_hashes
 
@@ -112,11 +116,35 @@ class WeightSignal:
             e = item(result, NAME, kind)
             if e is not None:
                 blocks += [Text(e["finding"]), Facts([(words(k), v) for k, v in e["details"].items()], title=kind)]
+        rep = item(result, NAME, "reproduction")
+        if rep is not None:
+            checked = [[t["role"], t["scheme"], t["reproduced"], t["relative_change"], t["delta_rank"]]
+                       for t in rep["details"].get("tensors", [])]
+            blocks += [Text(rep["finding"])] + ([Table(["tensor", "storage step redone", "values reproduced",
+                                                        "relative change", "delta rank"], checked,
+                                                       folded="reproduction per tensor")] if checked else [])
         rows = [[x["candidate"], x["base"], x["similarity"], P(x["p_value"])] for x in weight_layers(result)]
         if rows:
             blocks.append(Table(["candidate layer", "best base layer", "similarity", "p-value"], rows,
                                 folded="per-layer table"))
         return Section(NAME, self.title, blocks)
+
+
+class _Reproduction:
+    """The reproduction test of a checkpoint pair (`signals.reproduce`), run at most once and only when the
+    verdict asks for it (`copy_check.settle`); None for fingerprints, which keep no tensors."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair, self.asked, self.result = pair, False, None
+
+    def __call__(self) -> Any:
+        if not self.asked:
+            self.asked = True
+            if self.pair.fingerprints is None and self.pair.models is not None:
+                from provenance.signals.reproduce import reproduce
+
+                self.result = reproduce(*self.pair.models, seed=self.pair.opts.seed, device=str(self.pair.device))
+        return self.result
 
 
 def weight_heatmap(result: dict[str, Any]) -> Any:
