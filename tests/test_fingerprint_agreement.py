@@ -64,6 +64,12 @@ def fingerprints(tmp_path_factory):
 
 def _agree(full, fp, words=()) -> None:
     fv, pv = full.verdict, fp.verdict
+    if fv.label == "identical" and fv.relation == "quantized copy" and pv.label == "derived":
+        # a fingerprint keeps no tensors, so it cannot redo the quantization `identical` rests on: it says
+        # derived and that a copy cannot be told from a light fine-tune
+        assert "fingerprints keep no tensors" in pv.explanation, pv.explanation
+        assert pv.p_value is not None and pv.p_value < 1e-6
+        return
     assert pv.label == fv.label, (fv.label, fv.relation, pv.label, pv.relation, pv.explanation)
     if fv.label in ("identical", "derived"):
         assert pv.p_value is not None and pv.p_value < 1e-6

@@ -35,6 +35,10 @@ from scipy.special import bdtrc, gammaincc
 
 SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
 P_FLOOR = 1e-300
+# Up to this many candidate rows the tail is counted over random relabellings instead (Chatterjee's
+# bound is loose on small arrays: a fingerprint's 32 probe rows, perfectly matched, bound at ~3e-4).
+MONTE_CARLO_MAX_ROWS = 256
+MONTE_CARLO_DRAWS = 20000  # the smallest p it can give: 1 / 20001
 
 
 @dataclass
@@ -88,6 +92,21 @@ def chatterjee_bound(x: float, mean: float) -> float:
     return float(min(1.0, max(2.0 * math.exp(-t * t / (4.0 * mean + 2.0 * t)), P_FLOOR)))
 
 
+def relabelling_p(arr: np.ndarray, rows: np.ndarray, x: float, *, seed: int) -> float:
+    """(1 + #{X_pi >= x}) / (1 + draws) over uniformly random relabellings pi of the candidate's rows.
+
+    An exact permutation p-value (Monte Carlo over relabellings, seeded), never below 1 / (draws + 1).
+    """
+    rng = np.random.default_rng(seed)
+    n = arr.shape[1]
+    hits = 0
+    for start in range(0, MONTE_CARLO_DRAWS, 2000):
+        k = min(2000, MONTE_CARLO_DRAWS - start)
+        perms = np.argsort(rng.random((k, n)), axis=1)[:, :len(rows)]  # a uniform injection of the rows
+        hits += int(np.count_nonzero(arr[np.arange(len(rows))[None, :], perms].sum(axis=1) >= x - 1e-9))
+    return (1 + hits) / (1 + MONTE_CARLO_DRAWS)
+
+
 def fisher(p_values: list[float]) -> float:
     """Fisher's combination of independent (super-)uniform p-values, floored at 1e-300.
 
@@ -115,11 +134,13 @@ def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: i
     arr = arr / top if top > 0 else arr
     x = float(arr[np.arange(len(rows)), rows].sum())
     mean = float(arr.mean(axis=1).sum())
+    p = (relabelling_p(arr, rows, x, seed=seed) if b32.shape[0] <= MONTE_CARLO_MAX_ROWS
+         else chatterjee_bound(x, mean))
     in_place = float(np.mean(cos.argmax(axis=1) == rows))
     c = float(np.clip(same.mean(), 0.0, 1.0))
     share = c / (c + math.sqrt(1.0 - c * c)) if c > 0 else 0.0  # w*A + (1-w)*C with |A| = |C|, A ⟂ C
     return LayerOrder(base_layer, candidate_layer, len(rows), float(same.mean()), float(cos.mean()),
-                      in_place, share, chatterjee_bound(x, mean))
+                      in_place, share, p)
 
 
 def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray]], *, role: str, seed: int) -> NeuronOrder | None:
