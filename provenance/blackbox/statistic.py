@@ -65,11 +65,11 @@ def score_query(lp_candidate: np.ndarray | None, lp_base: np.ndarray, greedy_agr
 
 def binomial_p(successes: int, n: int, rate: float) -> float:
     """P(Binomial(n, rate) ≥ successes), clamped at P_FLOOR (1.0 when nothing was asked)."""
-    from scipy.stats import binom
+    from provenance.stats.tails import binom_sf
 
     if n <= 0 or successes <= 0:
         return 1.0
-    p = float(binom.sf(successes - 1, n, rate))
+    p = float(binom_sf(successes - 1, n, rate))
     return max(p, P_FLOOR) if math.isfinite(p) else 1.0
 
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import poisson
+
+from provenance.stats.tails import poisson_sf
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _best(za: torch.Tensor, zb: torch.Tensor) -> np.ndarray:
 
 
 def _poisson_p(k: int, mean: float) -> float:
-    return float(max(poisson.sf(k - 1, max(mean, 1e-12)), 1e-300)) if k > 0 else 1.0
+    return float(max(poisson_sf(k - 1, max(mean, 1e-12)), 1e-300)) if k > 0 else 1.0
 
 
 def neuron_match(gate_a: np.ndarray, up_a: np.ndarray | None, gate_b: np.ndarray, up_b: np.ndarray | None, *,

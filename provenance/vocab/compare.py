@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom
 
 from provenance.stats.order import concordant_steps, longest_increasing
+from provenance.stats.tails import binom_sf
 from provenance.vocab.classes import missing_classes, vocabulary_classes
 from provenance.vocab.model import NORMAL, Vocabulary, display
 from provenance.vocab.token_map import TokenMap, shared_tokens
@@ -82,7 +82,7 @@ def compare_vocabularies(base: Vocabulary, candidate: Vocabulary, token_map: Tok
         jaccard=n / (na + nb - n) if na + nb - n else 0.0, id_offset=offset, offset_fraction=offset_fraction,
         order_agreement=longest_increasing(m.candidate_ids) / n if n else 0.0, step_concordance=rate,
         score=float(np.clip(2 * (rate - 0.5), 0.0, 1.0)),
-        p_value=float(max(binom.sf(up - 1, steps, NULL_STEP_RATE), 1e-300)) if steps else 1.0,
+        p_value=float(max(binom_sf(up - 1, steps, NULL_STEP_RATE), 1e-300)) if steps else 1.0,
         byte_sorted=(_byte_sorted(base), _byte_sorted(candidate)))
     relation, direction, why = _relation(stats)
     in_b, in_a = candidate.ordinary(), base.ordinary()
