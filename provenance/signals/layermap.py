@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from provenance.signals.profiles import PROFILE_KEYS
-from provenance.stats.ranks import empirical_p, standardized_ranks, z_from_null
+from provenance.stats.ranks import empirical_p, z_from_null
 
 PERMUTATIONS = 200
 SWAPPABLE = tuple((PROFILE_KEYS.index(a), PROFILE_KEYS.index(b)) for a, b in (("attn.k", "attn.v"),
@@ -83,26 +83,42 @@ def assign_layers(sim: np.ndarray) -> np.ndarray:
 
 
 def _ranked(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Twice the centred ranks along the last axis ([L, K, k], whole numbers in float64) and validity [L, K].
+
+    Whole numbers make every rank product exact (sums stay far below 2**53), so a similarity
+    is the same whatever order a BLAS kernel, a batch or a device adds the terms in.
+    """
     valid = ~np.isnan(values).any(axis=-1)
-    ranks = standardized_ranks(np.nan_to_num(values)).astype(np.float32)
+    k = values.shape[-1]
+    ranks = np.argsort(np.argsort(np.nan_to_num(values), axis=-1, kind="stable"), axis=-1)
+    ranks = (2 * ranks - (k - 1)).astype(np.float64)
     ranks[~valid] = 0.0
     return ranks, valid
 
 
+def _rho_scale(k: int) -> float:
+    """Spearman's rho from the product of two rows of `_ranked` (k distinct ranks: variance (k²-1)/12)."""
+    return 3.0 / (k * (k * k - 1)) if k > 1 else 0.0
+
+
 def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndarray,
                       swappable: tuple[tuple[int, int], ...] = SWAPPABLE) -> np.ndarray:
-    """Mean over roles of Spearman(base layer i, candidate layer j); ranks [L, K, k], valid [L, K].
+    """Mean over roles of Spearman(base layer i, candidate layer j); `_ranked` ranks [L, K, k], valid [L, K].
 
     Same-shaped role pairs (k/v, gate/up) may be swapped in a checkpoint whose names had to be
     inferred; each pair scores its better pairing (the null recomputes the same maximum).
+    `rb` may carry leading batch axes ([..., L_b, K, k], one candidate per slice): each slice
+    gives the [L_a, L_b] it gives alone, value for value (the rank products are exact).
     """
-    k = ra.shape[-1]
+    scale = _rho_scale(ra.shape[-1])
 
     def s(x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
-        return ra[:, x, :] @ rb[:, y, :].T / k, np.outer(va[:, x], vb[:, y]).astype(float)
+        # one product for the whole batch: [..., L_b, k] . [L_a, k] -> [..., L_a, L_b]; exact whole numbers
+        prod = np.swapaxes(np.tensordot(rb[..., y, :], ra[:, x, :], axes=([-1], [-1])), -1, -2)
+        return prod * scale, np.outer(va[:, x], vb[:, y]).astype(float)
 
-    total = np.zeros((ra.shape[0], rb.shape[0]))
-    count = np.zeros_like(total)
+    total = np.zeros(rb.shape[:-3] + (ra.shape[0], rb.shape[-3]))
+    count = np.zeros(total.shape[-2:])
     paired = {i for pair in swappable for i in pair}
     for key in range(ra.shape[1]):
         if key not in paired:
@@ -114,6 +130,29 @@ def similarity_matrix(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.nda
         total += np.maximum(straight, crossed)
         count += np.maximum(cxx + cyy, cxy + cyx)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
+NULL_BATCH_VALUES = 1 << 21  # rank values per batch of re-paired candidates (16 MB of float64)
+
+
+def permutation_null(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndarray, *, seed: int,
+                     permutations: int, swappable: tuple[tuple[int, int], ...] = SWAPPABLE) -> np.ndarray:
+    """Best similarity per candidate layer under `permutations` random re-pairings of the residual dims.
+
+    Returns [permutations, L_b]. Permutations are drawn in order from one seeded generator and
+    scored in batches (one matrix product per role pair and batch instead of one per permutation):
+    each row equals `similarity_matrix(ra, va, rb[:, :, tau], vb).max(axis=0)` bit for bit.
+    """
+    rng = np.random.default_rng(seed)
+    taus = np.stack([rng.permutation(ra.shape[-1]) for _ in range(permutations)]) if permutations else None
+    out = np.empty((permutations, rb.shape[0]))
+    step = max(1, NULL_BATCH_VALUES // max(rb.size, 1))
+    # the ranks are small whole numbers: gather them as narrow integers, one residual dim per row
+    dims = np.ascontiguousarray(rb.astype(np.int16 if rb.shape[-1] < 2**15 else np.int32).transpose(2, 0, 1))
+    for lo in range(0, permutations, step):
+        batch = dims[taus[lo:lo + step]].transpose(0, 2, 3, 1).astype(np.float64, order="C")  # [P, L_b, K, k]
+        out[lo:lo + step] = similarity_matrix(ra, va, batch, vb, swappable).max(axis=1)
+    return out
 
 
 def match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int], layers_b: list[int], *,
@@ -132,14 +171,8 @@ def _match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int
     best_i = assign_layers(sim)
     best = sim[best_i, np.arange(sim.shape[1])]
     statistic = float(best.mean()) if best.size else 0.0
-    rng = np.random.default_rng(seed)
-    null_stat = np.empty(permutations)
-    null_best = np.empty((permutations, len(layers_b)))
-    for p in range(permutations):
-        tau = rng.permutation(ra.shape[-1])
-        s = similarity_matrix(ra, va, rb[:, :, tau], vb, swappable)  # the null takes the same maxima
-        null_best[p] = s.max(axis=0)
-        null_stat[p] = null_best[p].mean()
+    null_best = permutation_null(ra, va, rb, vb, seed=seed, permutations=permutations, swappable=swappable)
+    null_stat = np.array([row.mean() for row in null_best])  # the null takes the same maxima
     z, p_value = z_from_null(statistic, null_stat)
     rows = []
     for j, (i, s) in enumerate(zip(best_i, best)):
