@@ -17,6 +17,7 @@ children's peak RSS does not start from a heavy parent's resident size.
     python benchmarks/bench_compare.py                 # 32 layers: ~13.5 GB per checkpoint
     python benchmarks/bench_compare.py --layers 4      # a quick run: ~2.4 GB per checkpoint
     python benchmarks/bench_compare.py --json /tmp/compare.json
+    python benchmarks/bench_compare.py --device cuda   # compare on a GPU (benchmarks/gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -86,21 +87,21 @@ def _read_all(folders: list[Path]) -> int:
     return sum(bench_io._measure_raw(f) for f in folders)
 
 
-def _compare(base: Path, cand: Path, hashes: bool) -> dict[str, Any]:
+def _compare(base: Path, cand: Path, hashes: bool, device: str = "cpu") -> dict[str, Any]:
     from provenance.comparison import CompareOptions, compare
-    r = compare(base, cand, CompareOptions(hashes=hashes, device="cpu"))
+    r = compare(base, cand, CompareOptions(hashes=hashes, device=device))
     return {"label": r.verdict.label, "relation": r.verdict.relation, "p_value": r.verdict.p_value,
             "matched_cosine": r.weights.similarity.get("matched_cosine") if r.weights else None,
             "hashed_files": len(r.base["sha256"]) + len(r.candidate["sha256"])}
 
 
-def _profile(base: Path, cand: Path, top: int) -> dict[str, Any]:
+def _profile(base: Path, cand: Path, top: int, device: str = "cpu") -> dict[str, Any]:
     """compare() under cProfile; the `top` functions by own (tottime) seconds."""
     import cProfile
     import pstats
     prof = cProfile.Profile()
     prof.enable()
-    verdict = _compare(base, cand, hashes=False)
+    verdict = _compare(base, cand, hashes=False, device=device)
     prof.disable()
     stats = pstats.Stats(prof)
     rows = [{"function": _func_name(f), "calls": nc, "tottime": tt, "cumtime": ct}
@@ -133,20 +134,22 @@ def _proc_io(key: str) -> int:
     return -1
 
 
-def child_main(kind: str, base: Path, cand: Path, top: int) -> None:
+def child_main(kind: str, base: Path, cand: Path, top: int, device: str = "cpu") -> None:
     """Import what the measurement needs, then time it; print one JSON line."""
     runners: dict[str, Callable[[], Any]] = {
         "raw": lambda: _read_all([base, cand]),
-        "compare": lambda: _compare(base, cand, hashes=False),
-        "compare-hashes": lambda: _compare(base, cand, hashes=True),
-        "profile": lambda: _profile(base, cand, top),
+        "compare": lambda: _compare(base, cand, hashes=False, device=device),
+        "compare-hashes": lambda: _compare(base, cand, hashes=True, device=device),
+        "profile": lambda: _profile(base, cand, top, device),
     }
     if kind != "raw":
         import numpy  # noqa: F401  (import cost is not part of the measurement)
         import scipy.optimize  # noqa: F401
-        import torch  # noqa: F401
+        import torch
 
         import provenance.comparison  # noqa: F401
+        if device.startswith("cuda"):  # CUDA's start-up is not part of the measurement either
+            torch.zeros(1, device=device)
     print_measured(kind, runners[kind])
 
 
@@ -181,7 +184,8 @@ def _drop(folders: list[Path]) -> str:
     return "; ".join(drop_from_page_cache(f) for f in folders)
 
 
-def run_all(base: Path, cand: Path, kinds: list[str], repeats: int, top: int) -> dict[str, list[dict[str, Any]]]:
+def run_all(base: Path, cand: Path, kinds: list[str], repeats: int, top: int,
+            device: str = "cpu") -> dict[str, list[dict[str, Any]]]:
     """Each kind `repeats` times in a fresh process, in KINDS order; '-cold' kinds drop both first.
 
     A warm run follows another full pass over both checkpoints (the previous measurement, or an
@@ -200,7 +204,7 @@ def run_all(base: Path, cand: Path, kinds: list[str], repeats: int, top: int) ->
             what = {"raw-cold": "raw", "raw-warm": "raw", "compare-cold": "compare", "compare-warm": "compare",
                     "compare-hashes-cold": "compare-hashes", "profile": "profile"}[kind]
             load0 = os.getloadavg()[0]
-            r = run_child("--measure", what, str(base), str(cand), "--top", str(top))
+            r = run_child("--measure", what, str(base), str(cand), "--top", str(top), "--device", device)
             r["cache_note"] = note
             r["loadavg_1min"] = [load0, os.getloadavg()[0]]  # other processes on the machine share the CPUs
             results[kind].append(r)
@@ -284,6 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="runs per measurement (default: %(default)s)")
     p.add_argument("--only", nargs="+", choices=KINDS, default=list(KINDS), help="measurements to run")
     p.add_argument("--top", type=int, default=15, help="profile rows to show (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="where compare runs: cpu (default) or cuda[:N]")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.add_argument("--measure", nargs=3, metavar=("KIND", "BASE", "CAND"), help=argparse.SUPPRESS)
     p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
@@ -293,7 +298,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.measure:
-        child_main(args.measure[0], Path(args.measure[1]), Path(args.measure[2]), args.top)
+        child_main(args.measure[0], Path(args.measure[1]), Path(args.measure[2]), args.top, args.device)
         return
     if args.layers < 1 or args.shards < 1:
         raise SystemExit(f"The 'layers' and 'shards' parameters must be >= 1. Got {args.layers} and "
@@ -320,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     state = tree_state()
     print(f"library: {state['git'][:12]}" + (f" plus uncommitted changes {state['changes_sha256']} "
                                              f"({', '.join(state['changed'])})" if state["changed"] else ""), flush=True)
-    results = run_all(base, cand, kinds, args.repeats, args.top)
+    print(f"compare runs on device {args.device}", flush=True)
+    results = run_all(base, cand, kinds, args.repeats, args.top, args.device)
     if tree_state() != state:
         print("WARNING: the library source under provenance/ changed during the run; rows may mix versions")
     print()
@@ -339,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         env = environment()
         from importlib.metadata import version
         env["scipy"] = version("scipy")
+        env["device"] = args.device
         out = {"environment": env, "library_state": {"start": state, "end": tree_state()}, "repeats": args.repeats, "shape": asdict(shape), "noise": NOISE,
                "checkpoints": {"base": str(base), "candidate": str(cand), "stored_bytes_both": stored},
                "runs": results}
