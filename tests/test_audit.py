@@ -201,13 +201,16 @@ def test_big_audit_leaves_unknowable_directions_open(big, a, b):
 
 
 @pytest.mark.slow
-def test_big_audit_leaves_an_ambiguous_quantization_undirected(big):
+def test_big_audit_settles_which_model_was_quantized(big):
     """The Q4_1 GGUF is within rounding of both its dequantized weights and their 30-step fine-tune (0.5%
-    moved), which differ from each other: which one was quantized is not known, so neither edge is directed
-    (before, the precision rule made the GGUF the child of its own fine-tune)."""
-    for other in ("smollm2-hf", "fine_tune"):
-        e = edge(big[0], other, "smollm2-gguf")
-        assert e.directed is False and "within quantization error of 2 models that differ" in e.reason, e
+    moved). Fingerprints cannot tell which one was quantized, so the audit redoes the quantization on the
+    checkpoints: Q4_1 of smollm2-hf gives the GGUF value for value (a quantized copy, directed), Q4_1 of
+    the fine-tune does not (a fine-tune, no direction)."""
+    copy = edge(big[0], "smollm2-hf", "smollm2-gguf")
+    assert (copy.parent, copy.child, copy.directed) == ("smollm2-hf", "smollm2-gguf", True), copy
+    assert copy.reason == "smollm2-gguf is a quantized copy of smollm2-hf"
+    tuned = edge(big[0], "fine_tune", "smollm2-gguf")
+    assert tuned.directed is False and "fine-tune" in tuned.relation, tuned
 
 
 @pytest.mark.slow

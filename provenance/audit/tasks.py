@@ -78,6 +78,15 @@ def fingerprint_task(name: str, spec: str, hashes: bool, threads: int, device: s
                   "seconds": time.perf_counter() - t0, "pid": os.getpid()}
 
 
+def _copy_unsettled(r: Any) -> bool:
+    """A fingerprint comparison that found a near-copy it cannot call identical or fine-tuned without tensors."""
+    from provenance import relation
+
+    checked = [e for e in r.evidence if e.signal == "weights" and e.kind == "reproduction"]
+    return (r.verdict.label == "derived" and r.verdict.relation == relation.DERIVED
+            and any(e.details.get("verdict") == "not checked" for e in checked))
+
+
 def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes, seed: int,
                  threads: int) -> dict[str, Any]:
     """The fingerprint comparison of one pair: the verdict fields and the whole result as JSON data."""
@@ -91,12 +100,19 @@ def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes,
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     fa, fb = from_bytes(fp_base, base), from_bytes(fp_candidate, candidate)
-    r = compare_loaded(fa, fb, base, candidate, CompareOptions(device="cpu", seed=seed, hashes=False),
-                       torch.device("cpu"))
+    opts = CompareOptions(device="cpu", seed=seed, hashes=False)
+    r = compare_loaded(fa, fb, base, candidate, opts, torch.device("cpu"))
+    how = "fingerprint comparison"
+    if _copy_unsettled(r):  # a fingerprint cannot redo a quantization: the checkpoints settle copy vs fine-tune
+        from provenance.comparison import compare
+
+        try:
+            r, how = compare(base, candidate, opts), "full comparison (the fingerprints could not tell a copy)"
+        except ProvenanceError:
+            pass
     v = r.verdict
     data = r.to_dict()
-    data["environment"]["command"] = (f"provenance audit (fingerprint comparison of {base!r} and {candidate!r} "
-                                      "from the audit's store)")
+    data["environment"]["command"] = f"provenance audit ({how} of {base!r} and {candidate!r} from the audit's store)"
     return {"base": base, "candidate": candidate, "label": v.label, "relation": v.relation, "p_value": v.p_value,
             "decided_by": list(v.decided_by), "strongest": strongest_finding(r), "result": data,
             "seconds": time.perf_counter() - t0}

@@ -135,12 +135,16 @@ def probe_neuron_order(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nd
     the probes' own rows × rows array, on the anchor columns both fingerprints share.
     """
     key = "mlp.gate" if any(k == "mlp.gate" for _, k in sk_a) else "mlp.up"
+    alternatives = (key, "mlp.up") if key == "mlp.gate" else (key,)  # gate/up may be swapped in a renamed file
     pairs = []
     for a, b, _, _ in lm.best:
-        sa, sb = sk_a.get((a, key)), sk_b.get((b, key))
-        if sa is None or sb is None or sa.n_out != sb.n_out or not np.array_equal(sa.neurons[sa.top:], sb.neurons[sb.top:]):
+        sa = sk_a.get((a, key))
+        if sa is None:
             continue
-        pairs.append((a, b, sa.rows[sa.top:][:, cols_a], sb.rows[sb.top:][:, cols_b]))
+        options = [sb.rows[sb.top:][:, cols_b] for sb in (sk_b.get((b, alt)) for alt in alternatives)
+                   if sb is not None and sb.n_out == sa.n_out and np.array_equal(sa.neurons[sa.top:], sb.neurons[sb.top:])]
+        if options:
+            pairs.append((a, b, sa.rows[sa.top:][:, cols_a], options))
     return neuron_order(pairs, role=f"{key} (fingerprint probe rows)", seed=seed)
 
 
@@ -148,12 +152,25 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
                       seed: int) -> NeuronAgreement | None:
     """Relabelled neurons from fingerprints: the base neurons kept in both the gate and the up sketch are
     matched among the candidate's kept gate rows and kept up rows; a relabelled copy names the same
-    neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact)."""
+    neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact). A renamed
+    checkpoint's gate and up may be swapped: both readings are tried, at twice the p."""
     if not any(k == "mlp.gate" for _, k in sk_a):
         return None
+    tried = [r for r in (_agreement(sk_a, cols_a, sk_b, cols_b, lm, seed, swap) for swap in (False, True))
+             if r is not None]
+    if not tried:
+        return None
+    best = min(tried, key=lambda r: r.p_value)
+    best.p_value = min(1.0, best.p_value * 2)
+    return best
+
+
+def _agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.ndarray, lm: LayerMap, seed: int,
+               swap: bool) -> NeuronAgreement | None:
+    kb_gate, kb_up = ("mlp.up", "mlp.gate") if swap else ("mlp.gate", "mlp.up")
     pairs, ids = [], []
     for a, b, _, _ in lm.best:
-        ga, ua, gb, ub = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up")), sk_b.get((b, "mlp.gate")), sk_b.get((b, "mlp.up"))
+        ga, ua, gb, ub = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up")), sk_b.get((b, kb_gate)), sk_b.get((b, kb_up))
         if ga is None or ua is None or gb is None or ub is None:
             continue
         both = np.intersect1d(ga.neurons[:ga.top], ua.neurons[:ua.top])
@@ -164,4 +181,5 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
         pairs.append((a, b, (ga.rows[[rg[int(n)] for n in both]][:, cols_a], gb.rows[:, cols_b]),
                       (ua.rows[[ru[int(n)] for n in both]][:, cols_a], ub.rows[:, cols_b])))
         ids.append((gb.neurons, ub.neurons))
-    return neuron_agreement(pairs, views="mlp.gate / mlp.up (fingerprint kept rows)", seed=seed, candidate_ids=ids)
+    views = "mlp.gate / mlp.up (fingerprint kept rows" + (", candidate's read swapped)" if swap else ")")
+    return neuron_agreement(pairs, views=views, seed=seed, candidate_ids=ids)

@@ -93,15 +93,17 @@ def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
-          sel: torch.Tensor, sketch_keys: tuple[str, ...] = SKETCH_KEYS) -> tuple[np.ndarray, np.ndarray | None]:
-    """(profile over the matched residual dims, sketch [rows, SKETCH_DIMS] or None)."""
+          sel: torch.Tensor, sketch_keys: tuple[str, ...] = SKETCH_KEYS,
+          sketch_norm: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """(profile over the matched residual dims, sketch [rows, SKETCH_DIMS] or None); `sketch_norm` False keeps
+    the sketch's rows as stored (where the feeding norm may be misidentified)."""
     if key in INPUT_KEYS:
         prof = _norms_sq(w, 0).sqrt()[idx]
         if g is not None:
             prof = prof * g.abs()
         sketch = None
         if key in sketch_keys:
-            sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None else 1.0)
+            sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None and sketch_norm else 1.0)
     else:
         prof = _norms_sq(w, 1).sqrt()[idx]
         sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in sketch_keys else None
@@ -127,7 +129,7 @@ Visitor = Callable[[str, str, torch.Tensor, "torch.Tensor | None"], None]
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
                      progress: Callable[[int], None] | None = None, sketches: bool = True,
                      visit: Visitor | None = None, file_order: bool = True,
-                     projection: np.ndarray | None = None) -> Profiles:
+                     projection: np.ndarray | None = None, sketch_norms: bool = True) -> Profiles:
     """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
 
     `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
@@ -135,7 +137,8 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
     `file_order` reads the roles in the order their bytes lie in the files, so a stream that also
     hashes the files reads each byte once; the results and their order are the same either way.
     `projection` ([h, k]) carries a rotated residual stream into the base's k coordinates instead of
-    selecting `dims`.
+    selecting `dims`. `sketch_norms=False` leaves the feeding norms out of the sketches (both models of a
+    pair where either's norms were told apart by file order only: a wrong norm would scramble the rows).
     """
     rm = model.roles
     dev = torch.device(device)
@@ -175,7 +178,7 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
         keys = () if not sketches else (INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS) \
             + COMPARE_EXTRA_KEYS
         g = norm_weight(feeding_norm(rm, rm.layers[li], key))
-        prof, sketch = (_side(w, key, idx, sgn, g, sel, keys) if proj is None
+        prof, sketch = (_side(w, key, idx, sgn, g, sel, keys, sketch_norms) if proj is None
                         else _projected_side(w, key, proj, g, sel, keys))
         if not np.isfinite(prof).all():
             problems[li, ki] = f"{role}: contains NaN or Inf values; not scored"

@@ -88,22 +88,14 @@ def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: boo
     """The exact neuron-order test on every candidate layer's best base layer, from the MLP input sketches.
 
     Gated MLPs use the gate rows, others the up rows. Where roles were inferred from shapes, gate and
-    up may be swapped: both pairings are tested and the better one is kept at twice its p (Bonferroni).
+    up may be swapped: each layer tests both and keeps the better at twice its p (Bonferroni).
     """
     key = "mlp.gate" if any(k == "mlp.gate" for _, k in pa.sketches) else "mlp.up"
     alternatives = (key, "mlp.up") if inferred and key == "mlp.gate" else (key,)
-    results = []
-    for alt in alternatives:
-        pairs = [(a, b, pa.sketches[(a, key)], pb.sketches[(b, alt)]) for a, b, _, _ in lm.best
-                 if (a, key) in pa.sketches and (b, alt) in pb.sketches]
-        r = neuron_order(pairs, role=key if alt == key else f"{key} vs {alt}", seed=seed)
-        if r is not None:
-            results.append(r)
-    if not results:
-        return None
-    best = min(results, key=lambda r: r.p_value)
-    best.p_value = min(1.0, best.p_value * len(alternatives))
-    return best
+    pairs = [(a, b, pa.sketches[(a, key)], [pb.sketches[(b, alt)] for alt in alternatives if (b, alt) in pb.sketches])
+             for a, b, _, _ in lm.best if (a, key) in pa.sketches]
+    role = key if len(alternatives) == 1 else f"{key} (or {alternatives[1]}: roles inferred)"
+    return neuron_order([x for x in pairs if x[3]], role=role, seed=seed)
 
 
 ORDER_DECIDES_P = 1e-6  # where the exact test is this small, the relabelled-neuron test is not run
@@ -115,17 +107,34 @@ def neuron_tests(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool,
     order = neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed)
     if order is not None and order.p_value < ORDER_DECIDES_P:
         return order, None
-    return order, neuron_agreement_test(pa, pb, lm, seed=seed)
+    return order, neuron_agreement_test(pa, pb, lm, inferred=inferred, seed=seed)
 
 
-def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, seed: int) -> NeuronAgreement | None:
-    """Relabelled neurons: gate and up rows (or up rows and down columns) must pick the same partner."""
+def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool,
+                          seed: int) -> NeuronAgreement | None:
+    """Relabelled neurons: gate and up rows (or up rows and down columns) must pick the same partner.
+
+    Where roles were inferred, the candidate's gate and up may be swapped: both readings are tried, the
+    better kept at twice its p.
+    """
     gated = any(k == "mlp.gate" for _, k in pa.sketches)
     k1, k2 = ("mlp.gate", "mlp.up") if gated else ("mlp.up", "mlp.down")
-    pairs = [(a, b, (pa.sketches[(a, k1)], pb.sketches[(b, k1)]), (pa.sketches[(a, k2)], pb.sketches[(b, k2)]))
-             for a, b, _, _ in lm.best
-             if all(k in pa.sketches for k in ((a, k1), (a, k2))) and all(k in pb.sketches for k in ((b, k1), (b, k2)))]
-    return neuron_agreement(pairs, views=f"{k1} / {k2}", seed=seed)
+    readings = [(k1, k2), (k2, k1)] if inferred and gated else [(k1, k2)]
+    tried = []
+    for c1, c2 in readings:
+        pairs = [(a, b, (pa.sketches[(a, k1)], pb.sketches[(b, c1)]), (pa.sketches[(a, k2)], pb.sketches[(b, c2)]))
+                 for a, b, _, _ in lm.best
+                 if (a, k1) in pa.sketches and (a, k2) in pa.sketches and (b, c1) in pb.sketches
+                 and (b, c2) in pb.sketches]
+        r = neuron_agreement(pairs, views=f"{k1} / {k2}" + ("" if c1 == k1 else " (candidate's read swapped)"),
+                             seed=seed)
+        if r is not None:
+            tried.append(r)
+    if not tried:
+        return None
+    best = min(tried, key=lambda r: r.p_value)
+    best.p_value = min(1.0, best.p_value * len(readings))
+    return best
 
 
 def layer_similarities(lm: LayerMap, measure: Callable[[int, str, int, str], dict | None],
@@ -172,8 +181,11 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
             notes.append("no transformer layers in one model: nothing to compare layer by layer")
         return WeightEvidence(al, None, {}, {}, 0, notes=notes)
 
-    pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress)
-    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress, projection=al.projection)
+    norms = not (base.roles.inferred or cand.roles.inferred)  # inferred norms may be the wrong vectors
+    pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress,
+                          sketch_norms=norms)
+    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress, projection=al.projection,
+                          sketch_norms=norms)
     extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
     inferred = base.roles.inferred or cand.roles.inferred
     return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,

@@ -143,10 +143,22 @@ def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: i
                       in_place, share, p)
 
 
-def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray]], *, role: str, seed: int) -> NeuronOrder | None:
-    """Every (base layer, candidate layer, base rows, candidate rows) tested and combined; None if none fit."""
-    tested = [neuron_order_layer(a, b, seed=seed + i, base_layer=la, candidate_layer=lb)
-              for i, (la, lb, a, b) in enumerate(pairs) if a.shape == b.shape and a.shape[0] >= 16]
+def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray | list[np.ndarray]]], *, role: str,
+                 seed: int) -> NeuronOrder | None:
+    """Every (base layer, candidate layer, base rows, candidate rows) tested and combined; None if none fit.
+
+    The candidate side may list alternatives (a renamed checkpoint's gate and up, told apart by file
+    order only): each layer keeps its best alternative at that p times their number (Bonferroni).
+    """
+    tested = []
+    for i, (la, lb, a, b) in enumerate(pairs):
+        options = [x for x in (b if isinstance(b, list) else [b]) if x.shape == a.shape and a.shape[0] >= 16]
+        if not options:
+            continue
+        best = min((neuron_order_layer(a, x, seed=seed + i, base_layer=la, candidate_layer=lb) for x in options),
+                   key=lambda r: r.p_value)
+        best.p_value = min(1.0, best.p_value * len(options))
+        tested.append(best)
     if not tested:
         return None
     effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
