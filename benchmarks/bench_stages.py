@@ -12,6 +12,7 @@ Per pair (default signals, file hashes on, as the CLI runs it):
 
     python benchmarks/bench_stages.py                      # MiniLM and SmolLM2 pairs
     python benchmarks/bench_stages.py --pairs minilm --repeats 3 --json /tmp/stages.json
+    python benchmarks/bench_stages.py --pairs llama --layers 32    # bench_compare.py's 7B-shaped bf16 pair
 
 The machine's load average is printed before and after: on a shared machine the seconds are
 inflated by whatever else runs, the shares much less so.
@@ -66,6 +67,16 @@ STAGES: dict[str, list[str]] = {
                               "provenance.comparison:run_environment"],
     "compare (rest)": ["provenance.comparison:compare", "provenance.cli.compare_cmd:run"],
 }
+
+
+def synthetic_pair(layers: int, workdir: Path) -> tuple[Path, Path]:
+    """bench_compare.py's Llama-2-7B-shaped bf16 base and derived candidate with `layers` layers (built once)."""
+    proc = subprocess.run([sys.executable, str(HERE / "bench_compare.py"), "--build", "--layers", str(layers),
+                           "--workdir", str(workdir)], cwd=REPO, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"building the {layers}-layer pair failed:\n{proc.stderr}")
+    built = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Path(built["base"]), Path(built["candidate"])
 
 
 def pairs() -> dict[str, tuple[Path, Path]]:
@@ -182,7 +193,11 @@ def format_pair(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", default="minilm,smollm2", help="comma-separated: minilm, smollm2")
+    ap.add_argument("--pairs", default="minilm,smollm2", help="comma-separated: minilm, smollm2, llama (the "
+                    "7B-shaped synthetic pair of bench_compare.py, built under --workdir)")
+    ap.add_argument("--layers", type=int, default=32, help="layers of the llama pair (default: %(default)s)")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/provenance-bench"),
+                    help="where the llama pair is built and cached (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=2, help="fresh-process CLI runs per pair (the minimum is quoted)")
     ap.add_argument("--json", metavar="F", help="also write the measurements to F")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -191,13 +206,18 @@ def main(argv: list[str] | None = None) -> None:
         child(*args.child)
         return
     known = pairs()
+    names = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    bad = [n for n in names if n not in (*known, "llama")]
+    if bad:
+        raise SystemExit(f"The 'pairs' parameter must name pairs from {sorted((*known, 'llama'))}. Got {bad[0]!r} "
+                         "instead.")
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     version = cli_wall("--version")[0]
     print(f"provenance --version: {version:.2f} s (fresh process)\n")
     results = []
-    for name in [p.strip() for p in args.pairs.split(",") if p.strip()]:
-        base, cand = known[name]
+    for name in names:
+        base, cand = synthetic_pair(args.layers, args.workdir) if name == "llama" else known[name]
         if not (base.exists() and cand.exists()):
             print(f"## {name}: skipped, {base if not base.exists() else cand} is missing (the tests build it)\n")
             continue
