@@ -31,7 +31,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtrc, gammaincc
+from scipy.special import gammaincc
+
+from provenance.stats.tails import binom_sf
 
 SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
 P_FLOOR = 1e-300
@@ -231,7 +233,7 @@ def agreement_layer(view1: tuple[np.ndarray, np.ndarray], view2: tuple[np.ndarra
                      np.roll(b2, j * d2 // (AGREEMENT_DECOYS + 1), axis=1)) for j in range(1, AGREEMENT_DECOYS + 1))
     decoy = hits / (AGREEMENT_DECOYS * len(rows))
     rate = min(1.0, CHANCE_INFLATION * max(decoy, 1.0 / max(len(b1), len(b2))))
-    p = float(max(bdtrc(k - 1, len(rows), rate), P_FLOOR)) if k > 0 and rate < 1.0 else 1.0
+    p = float(max(binom_sf(k - 1, len(rows), rate), P_FLOOR)) if k > 0 and rate < 1.0 else 1.0
     return LayerAgreement(base_layer, candidate_layer, len(rows), k / len(rows), decoy, p)
 
 

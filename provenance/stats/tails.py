@@ -1,9 +1,9 @@
 """Upper tails of the binomial and Poisson distributions, without importing `scipy.stats`.
 
 `scipy.stats` costs about a second at import (it pulls in `scipy.optimize` and hundreds of
-distributions); these two tails are the only parts the comparison uses. Both call the same
-`scipy.special` kernels that `scipy.stats` calls, so every value is bit-identical to
-`binom.sf` / `poisson.sf` (tests/test_tails.py checks a grid).
+distributions); these two tails are the only parts the comparison uses. Both come from public
+`scipy.special` functions (the regularized incomplete beta and `pdtrc`), and every value is
+bit-identical to `binom.sf` / `poisson.sf` (tests/test_tails.py checks a grid).
 
 >>> binom_sf(6, 10, 0.5) == 176 / 1024, poisson_sf(0, 2.0) == 1 - math.exp(-2.0)
 (True, True)
@@ -13,14 +13,7 @@ from __future__ import annotations
 
 import math
 
-from scipy.special import pdtrc
-
-try:  # recent scipy keeps the Boost binomial kernel that binom.sf calls in scipy.special
-    from scipy.special._ufuncs import _binom_sf
-except ImportError:  # pragma: no cover - older scipy keeps it under scipy.stats: use binom.sf itself
-    from scipy.stats import binom as _binom
-
-    _binom_sf = _binom.sf
+from scipy.special import betainc, pdtrc
 
 
 def binom_sf(k: int, n: int, p: float) -> float:
@@ -31,7 +24,7 @@ def binom_sf(k: int, n: int, p: float) -> float:
         return 1.0
     if k >= n:
         return 0.0
-    return float(_binom_sf(k, n, p))
+    return float(betainc(k + 1, n - k, p))  # P(X >= k + 1) = I_p(k + 1, n - k)
 
 
 def poisson_sf(k: int, mu: float) -> float:
