@@ -101,7 +101,8 @@ def _pair_stages(pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]], 
         screened += 1
         if flagged:
             todo.append(((a, b, key, asdict(s)), (compare_task, (a, b, rows[a]["fingerprint"],
-                                                                   rows[b]["fingerprint"], opts.seed, threads))))
+                                                                   rows[b]["fingerprint"], opts.seed, threads,
+                                                                   (rows[a]["spec"], rows[b]["spec"])))))
         else:
             unflagged.append((a, b, key, asdict(s)))
             if len(unflagged) >= UNFLAGGED_BATCH:

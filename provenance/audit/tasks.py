@@ -87,9 +87,19 @@ def _copy_unsettled(r: Any) -> bool:
             and any(e.details.get("verdict") == "not checked" for e in checked))
 
 
+def _renamed(r: Any, base: str, candidate: str) -> Any:
+    """`r` with the audit's model names as its two sides' specs, as a fingerprint comparison names them."""
+    from dataclasses import replace
+
+    return replace(r, base={**r.base, "spec": base}, candidate={**r.candidate, "spec": candidate})
+
+
 def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes, seed: int,
-                 threads: int) -> dict[str, Any]:
-    """The fingerprint comparison of one pair: the verdict fields and the whole result as JSON data."""
+                 threads: int, specs: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The fingerprint comparison of one pair: the verdict fields and the whole result as JSON data.
+
+    `specs` (the two checkpoints) settle a near-copy the fingerprints cannot call identical or fine-tuned.
+    """
     import torch
 
     from provenance.comparison import CompareOptions
@@ -103,11 +113,12 @@ def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes,
     opts = CompareOptions(device="cpu", seed=seed, hashes=False)
     r = compare_loaded(fa, fb, base, candidate, opts, torch.device("cpu"))
     how = "fingerprint comparison"
-    if _copy_unsettled(r):  # a fingerprint cannot redo a quantization: the checkpoints settle copy vs fine-tune
+    if specs is not None and _copy_unsettled(r):  # a fingerprint cannot redo a quantization: the checkpoints can
         from provenance.comparison import compare
 
         try:
-            r, how = compare(base, candidate, opts), "full comparison (the fingerprints could not tell a copy)"
+            full = compare(specs[0], specs[1], opts)
+            r, how = _renamed(full, base, candidate), "full comparison (the fingerprints could not tell a copy)"
         except ProvenanceError:
             pass
     v = r.verdict
