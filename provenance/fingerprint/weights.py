@@ -23,11 +23,18 @@ from provenance.signals.weights import (
     evidence_from_profiles,
     layer_similarities,
 )
-from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
+from provenance.stats.neuron_order import (
+    NeuronAgreement,
+    NeuronOrder,
+    agreement_layer,
+    combine_agreement,
+    neuron_order,
+)
 
 QUERY_ROWS = 32  # the base's largest rows, each matched among the candidate's kept largest rows
 MIN_SKETCH_ANCHORS = 16
 MIN_DIRECT_ROWS = 8
+MIN_COMMON_NEURONS = 8  # base neurons kept in both the gate and the up sketch, for the relabelled-neuron test
 IN_PLACE_COSINE = 0.2  # probe rows agreeing this well with the same id are in place (merges 0.3-0.65, permuted ~0)
 
 
@@ -153,33 +160,28 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
     """Relabelled neurons from fingerprints: the base neurons kept in both the gate and the up sketch are
     matched among the candidate's kept gate rows and kept up rows; a relabelled copy names the same
     neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact). A renamed
-    checkpoint's gate and up may be swapped: both readings are tried, at twice the p."""
+    checkpoint's gate and up may be swapped in any layer: each layer tries both readings, at twice the p."""
     if not any(k == "mlp.gate" for _, k in sk_a):
         return None
-    tried = [r for r in (_agreement(sk_a, cols_a, sk_b, cols_b, lm, seed, swap) for swap in (False, True))
-             if r is not None]
-    if not tried:
-        return None
-    best = min(tried, key=lambda r: r.p_value)
-    best.p_value = min(1.0, best.p_value * 2)
-    return best
-
-
-def _agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.ndarray, lm: LayerMap, seed: int,
-               swap: bool) -> NeuronAgreement | None:
-    kb_gate, kb_up = ("mlp.up", "mlp.gate") if swap else ("mlp.gate", "mlp.up")
-    pairs, ids = [], []
-    for a, b, _, _ in lm.best:
-        ga, ua, gb, ub = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up")), sk_b.get((b, kb_gate)), sk_b.get((b, kb_up))
-        if ga is None or ua is None or gb is None or ub is None:
+    layers = []
+    for i, (a, b, _, _) in enumerate(lm.best):
+        ga, ua = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up"))
+        if ga is None or ua is None:
             continue
         both = np.intersect1d(ga.neurons[:ga.top], ua.neurons[:ua.top])
-        if len(both) < 16:
+        if len(both) < MIN_COMMON_NEURONS:
             continue
-        rg = {int(n): i for i, n in enumerate(ga.neurons)}
-        ru = {int(n): i for i, n in enumerate(ua.neurons)}
-        pairs.append((a, b, (ga.rows[[rg[int(n)] for n in both]][:, cols_a], gb.rows[:, cols_b]),
-                      (ua.rows[[ru[int(n)] for n in both]][:, cols_a], ub.rows[:, cols_b])))
-        ids.append((gb.neurons, ub.neurons))
-    views = "mlp.gate / mlp.up (fingerprint kept rows" + (", candidate's read swapped)" if swap else ")")
-    return neuron_agreement(pairs, views=views, seed=seed, candidate_ids=ids)
+        rg = {int(n): j for j, n in enumerate(ga.neurons)}
+        ru = {int(n): j for j, n in enumerate(ua.neurons)}
+        va, vu = ga.rows[[rg[int(n)] for n in both]][:, cols_a], ua.rows[[ru[int(n)] for n in both]][:, cols_a]
+        tried = []
+        for kg, ku in (("mlp.gate", "mlp.up"), ("mlp.up", "mlp.gate")):
+            gb, ub = sk_b.get((b, kg)), sk_b.get((b, ku))
+            if gb is not None and ub is not None:
+                tried.append(agreement_layer((va, gb.rows[:, cols_b]), (vu, ub.rows[:, cols_b]), seed=seed + i,
+                                             base_layer=a, candidate_layer=b, candidate_ids=(gb.neurons, ub.neurons)))
+        if tried:
+            best = min(tried, key=lambda r: r.p_value)
+            best.p_value = min(1.0, best.p_value * len(tried))
+            layers.append(best)
+    return combine_agreement(layers, views="mlp.gate / mlp.up (fingerprint kept rows, either reading per layer)")

@@ -246,6 +246,11 @@ def neuron_agreement(pairs: list[tuple[int, int, tuple[np.ndarray, np.ndarray], 
               for i, ((la, lb, v1, v2), ci) in enumerate(zip(pairs, ids))
               if v1[0].shape[0] == v2[0].shape[0] >= 16
               and (ci is not None or v1[1].shape[0] == v2[1].shape[0])]
+    return combine_agreement(tested, views=views)
+
+
+def combine_agreement(tested: list[LayerAgreement], *, views: str) -> NeuronAgreement | None:
+    """Bonferroni over the tested layers (valid under any dependence between them); None if none."""
     if not tested:
         return None
     p = min(1.0, min(r.p_value for r in tested) * len(tested))
