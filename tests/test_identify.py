@@ -373,7 +373,10 @@ def test_cli_names_the_base_and_writes_json(registry, minilm_copies, tmp_path, c
     rc, out, err = _cli(capsys, str(minilm_copies["permuted_noise"]), "--registry", str(registry), "--top", "3",
                         "--json", str(out_json))
     assert rc == 0, err
-    assert f"most likely base: {MINILM} (derived, p ≤ 1e-300, neurons/heads permuted" in out
+    # relabelled neurons: the calibrated two-view test decides (the exact neuron-order test cannot see them)
+    line = next(x for x in out.splitlines() if x.startswith("most likely base: "))
+    assert line.startswith(f"most likely base: {MINILM} (derived, p ") and "neurons/heads permuted" in line, out
+    assert float(line.split("(derived, p ")[1].split(",")[0].lstrip("=≤ ")) < 1e-6
     assert out.splitlines()[0] == f"query       {minilm_copies['permuted_noise']}"
     doc = json.loads(out_json.read_text())
     assert doc["schema"] == "provenance.identify/1" and doc["match"] == MINILM

@@ -162,7 +162,7 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
     neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact). A renamed
     checkpoint's gate and up may be swapped in any layer: each layer tries both readings, at twice the p."""
     if not any(k == "mlp.gate" for _, k in sk_a):
-        return None
+        return _split_agreement(sk_a, cols_a, sk_b, cols_b, lm, seed=seed)
     layers = []
     for i, (a, b, _, _) in enumerate(lm.best):
         ga, ua = sk_a.get((a, "mlp.gate")), sk_a.get((a, "mlp.up"))
@@ -185,3 +185,19 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
             best.p_value = min(1.0, best.p_value * len(tried))
             layers.append(best)
     return combine_agreement(layers, views="mlp.gate / mlp.up (fingerprint kept rows, either reading per layer)")
+
+
+def _split_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.ndarray, lm: LayerMap, *,
+                     seed: int) -> NeuronAgreement | None:
+    """Ungated MLPs (a fingerprint keeps only their up rows): the two views are the up rows read on two
+    disjoint halves of the anchor tokens; a relabelled copy picks the same partner on both halves."""
+    half1, half2 = np.arange(0, len(cols_a), 2), np.arange(1, len(cols_a), 2)
+    layers = []
+    for i, (a, b, _, _) in enumerate(lm.best):
+        ua, ub = sk_a.get((a, "mlp.up")), sk_b.get((b, "mlp.up"))
+        if ua is None or ub is None or ua.top < MIN_COMMON_NEURONS:
+            continue
+        ra, rb = ua.rows[:ua.top][:, cols_a], ub.rows[:, cols_b]
+        layers.append(agreement_layer((ra[:, half1], rb[:, half1]), (ra[:, half2], rb[:, half2]), seed=seed + i,
+                                      base_layer=a, candidate_layer=b, candidate_ids=(ub.neurons, ub.neurons)))
+    return combine_agreement(layers, views="mlp.up on two halves of the anchor tokens (fingerprint kept rows)")

@@ -92,7 +92,8 @@ def _decide_by_order(w: WeightEvidence, shapes: dict[str, Any]) -> Verdict:
 
 
 def _decide_by_profiles(w: WeightEvidence, shapes: dict[str, Any]) -> Verdict:
-    """Where no neuron rows could be compared (fingerprints, unequal MLP widths): the profile test."""
+    """Where no neuron rows could be compared (MLPs of unequal widths, fingerprints without shared anchors): the
+    profile test, whose re-pairing p is not shown to hold on real models."""
     lm = w.layer_map
     assert lm is not None
     if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
