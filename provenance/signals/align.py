@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 MAX_TOKENS = 4096  # 2048 to fit the matching, 2048 held out
 EXACT_ASSIGNMENT_MAX = 2048  # above this, argmax matching with greedy collision repair
@@ -65,6 +64,8 @@ def _match(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if np.unique(best).size == best.size:
         return np.arange(score.shape[0]), best
     if score.shape[0] <= EXACT_ASSIGNMENT_MAX:
+        from scipy.optimize import linear_sum_assignment  # 0.5 s of import, only where argmax collides
+
         return linear_sum_assignment(-score)
     order = np.argsort(-score, axis=None)
     used_r = np.zeros(score.shape[0], bool)
