@@ -218,7 +218,7 @@ def _n(x: Any) -> str:
 def _disguises(w: Any, shapes: dict[str, Any], change: float | None) -> list[tuple[str, str]]:
     """(tag, phrase) for changes that hide a copy without training it: permutations, rescaling, names."""
     al, sim, out = w.alignment, w.similarity, []
-    if al is not None and getattr(al, "rotated", False):
+    if al is not None and al.rotated:
         out.append((ROTATED, "the residual stream rotated (an orthogonal map folded into every matrix)"))
     elif al is not None and not al.is_identity:
         out.append((RESIDUAL, "residual dimensions permuted"))
@@ -256,7 +256,7 @@ def heavily_modified(w: Any) -> bool:
 
 def base_share(w: Any) -> float | None:
     """Median over layers of the merge weight the same-neuron cosine implies (None if not measured)."""
-    nt = getattr(w, "neuron_order", None)
+    nt = w.neuron_order
     shares = [r.base_share for r in nt.layers if r.base_share is not None] if nt is not None else []
     return float(sorted(shares)[len(shares) // 2]) if shares else None
 

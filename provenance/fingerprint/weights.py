@@ -14,7 +14,7 @@ from provenance.fingerprint.anchors import BY_IDS, BY_TOKENS, common
 from provenance.fingerprint.model import Fingerprint, Sketch
 from provenance.signals.align import align_residual
 from provenance.signals.direct import cosine
-from provenance.signals.profiles import Profiles
+from provenance.signals.profiles import Profiles, gated
 from provenance.signals.layermap import LayerMap
 from provenance.signals.weights import (
     MIN_SHARED_TOKENS,
@@ -27,8 +27,10 @@ from provenance.stats.neuron_order import (
     NeuronAgreement,
     NeuronOrder,
     agreement_layer,
+    best_of,
     combine_agreement,
     neuron_order,
+    unit_rows,
 )
 
 QUERY_ROWS = 32  # the base's largest rows, each matched among the candidate's kept largest rows
@@ -36,11 +38,6 @@ MIN_SKETCH_ANCHORS = 16
 MIN_DIRECT_ROWS = 8
 MIN_COMMON_NEURONS = 8  # base neurons kept in both the gate and the up sketch, for the relabelled-neuron test
 IN_PLACE_COSINE = 0.2  # probe rows agreeing this well with the same id are in place (merges 0.3-0.65, permuted ~0)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def sketch_pair_similarity(a: Sketch, cols_a: np.ndarray, b: Sketch, cols_b: np.ndarray) -> dict[str, float | None]:
@@ -52,13 +49,13 @@ def sketch_pair_similarity(a: Sketch, cols_a: np.ndarray, b: Sketch, cols_b: np.
     """
     qa = a.rows[:min(QUERY_ROWS, a.top)][:, cols_a]
     pool = b.rows[:b.top][:, cols_b]
-    sa, sb = qa, pool[(_unit(qa) @ _unit(pool).T).argmax(axis=1)]
+    sa, sb = qa, pool[(unit_rows(qa) @ unit_rows(pool).T).argmax(axis=1)]
     pairing = cosine(sa, sb)  # best-match agreement: comparable across alternative keys (gate/up swaps)
     in_place = direct = None
     if a.n_out == b.n_out and len(a.neurons) - a.top >= MIN_DIRECT_ROWS:
         pa, pb = a.rows[a.top:][:, cols_a], b.rows[b.top:][:, cols_b]
         direct = cosine(pa, pb)
-        same = np.sum(_unit(pa) * _unit(pb), axis=1)
+        same = np.sum(unit_rows(pa) * unit_rows(pb), axis=1)
         in_place = float(np.mean(same >= IN_PLACE_COSINE))
         if in_place >= 0.5:
             sa, sb = pa, pb
@@ -120,6 +117,7 @@ def fingerprint_weight_evidence(fa: Fingerprint, fb: Fingerprint, *, seed: int =
 
     facts_a, facts_b = fa.meta.get("facts", {}), fb.meta.get("facts", {})
     extra = sorted(set(fa.meta.get("roles", {})) ^ set(fb.meta.get("roles", {})))
+
     def order(lm: LayerMap) -> tuple[NeuronOrder | None, NeuronAgreement | None]:
         exact = probe_neuron_order(sk_a, ca, sk_b, cb, lm, seed=seed)
         if exact is not None and exact.p_value < ORDER_DECIDES_P:
@@ -141,7 +139,7 @@ def probe_neuron_order(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nd
     candidate's neurons sit at those ids, their order among them is uniform: the test holds on
     the probes' own rows × rows array, on the anchor columns both fingerprints share.
     """
-    key = "mlp.gate" if any(k == "mlp.gate" for _, k in sk_a) else "mlp.up"
+    key = "mlp.gate" if gated(sk_a) else "mlp.up"
     alternatives = (key, "mlp.up") if key == "mlp.gate" else (key,)  # gate/up may be swapped in a renamed file
     pairs = []
     for a, b, _, _ in lm.best:
@@ -149,7 +147,8 @@ def probe_neuron_order(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nd
         if sa is None:
             continue
         options = [sb.rows[sb.top:][:, cols_b] for sb in (sk_b.get((b, alt)) for alt in alternatives)
-                   if sb is not None and sb.n_out == sa.n_out and np.array_equal(sa.neurons[sa.top:], sb.neurons[sb.top:])]
+                   if sb is not None and sb.n_out == sa.n_out
+                   and np.array_equal(sa.neurons[sa.top:], sb.neurons[sb.top:])]
         if options:
             pairs.append((a, b, sa.rows[sa.top:][:, cols_a], options))
     return neuron_order(pairs, role=f"{key} (fingerprint probe rows)", seed=seed)
@@ -161,7 +160,7 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
     matched among the candidate's kept gate rows and kept up rows; a relabelled copy names the same
     neuron twice (the chance rate from decoys, as on full checkpoints: calibrated, not exact). A renamed
     checkpoint's gate and up may be swapped in any layer: each layer tries both readings, at twice the p."""
-    if not any(k == "mlp.gate" for _, k in sk_a):
+    if not gated(sk_a):
         return _split_agreement(sk_a, cols_a, sk_b, cols_b, lm, seed=seed)
     layers = []
     for i, (a, b, _, _) in enumerate(lm.best):
@@ -181,9 +180,7 @@ def top_row_agreement(sk_a: dict, cols_a: np.ndarray, sk_b: dict, cols_b: np.nda
                 tried.append(agreement_layer((va, gb.rows[:, cols_b]), (vu, ub.rows[:, cols_b]), seed=seed + i,
                                              base_layer=a, candidate_layer=b, candidate_ids=(gb.neurons, ub.neurons)))
         if tried:
-            best = min(tried, key=lambda r: r.p_value)
-            best.p_value = min(1.0, best.p_value * len(tried))
-            layers.append(best)
+            layers.append(best_of(tried))
     return combine_agreement(layers, views="mlp.gate / mlp.up (fingerprint kept rows, either reading per layer)")
 
 

@@ -58,6 +58,15 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
 
 
+def _subsample(emb_a: np.ndarray, emb_b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most MAX_TOKENS paired rows (a seeded choice, in order): the same rows for every alignment."""
+    n = emb_a.shape[0]
+    if n <= MAX_TOKENS:
+        return emb_a, emb_b
+    keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
+    return emb_a[keep], emb_b[keep]
+
+
 def _match(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-score one-to-one matching of rows to columns (rows <= columns)."""
     best = score.argmax(axis=1)
@@ -84,11 +93,8 @@ def _match(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed: int = 0) -> ResidualAlignment:
     """Signed matching of residual dims from paired embedding rows ([n, h_a] and [n, h_b])."""
+    emb_a, emb_b = _subsample(emb_a, emb_b, seed)
     n = emb_a.shape[0]
-    if n > MAX_TOKENS:
-        keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
-        emb_a, emb_b = emb_a[keep], emb_b[keep]
-        n = MAX_TOKENS
     x, y = emb_a.astype(np.float32, copy=False), emb_b.astype(np.float32, copy=False)
     fit, held = np.arange(0, n, 2), np.arange(1, n, 2)
     xf, yf = _standardize(x[fit]), _standardize(y[fit])
@@ -116,7 +122,8 @@ def _heldout_quality(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (_standardize(pred) * _standardize(target)).mean(axis=0)
 
 
-def align_rotation(emb_a: np.ndarray, emb_b: np.ndarray, perm: ResidualAlignment, *, seed: int = 0) -> ResidualAlignment:
+def align_rotation(emb_a: np.ndarray, emb_b: np.ndarray, perm: ResidualAlignment, *,
+                   seed: int = 0) -> ResidualAlignment:
     """`perm`, or an orthogonal map of the residual stream where that explains the embeddings much better.
 
     Orthogonal Procrustes on half the paired rows (centred), judged on the other half like the
@@ -124,13 +131,10 @@ def align_rotation(emb_a: np.ndarray, emb_b: np.ndarray, perm: ResidualAlignment
     correlation ~1 under the rotation and ~0 under any matching. Only the embeddings decide, so
     the neuron-order test's null is untouched.
     """
-    n = emb_a.shape[0]
-    if emb_a.shape[1] != emb_b.shape[1] or n < 8 or perm.quality > 1.0 - ROTATION_GAIN:
+    if emb_a.shape[1] != emb_b.shape[1] or emb_a.shape[0] < 8 or perm.quality > 1.0 - ROTATION_GAIN:
         return perm
-    if n > MAX_TOKENS:
-        keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
-        emb_a, emb_b = emb_a[keep], emb_b[keep]
-        n = MAX_TOKENS
+    emb_a, emb_b = _subsample(emb_a, emb_b, seed)
+    n = emb_a.shape[0]
     x = emb_a.astype(np.float64) - emb_a.mean(axis=0)
     y = emb_b.astype(np.float64) - emb_b.mean(axis=0)
     fit, held = np.arange(0, n, 2), np.arange(1, n, 2)

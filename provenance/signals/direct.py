@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from provenance.stats.neuron_order import unit_rows
+
 SAMPLED_ROWS = 256
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,7 +26,7 @@ def sketch_similarity(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> dict[st
     direct = cosine(a, b) if a.shape == b.shape else None
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(a.shape[0], min(SAMPLED_ROWS, a.shape[0]), replace=False))
-    ua, ub = _unit_rows(a[rows]), _unit_rows(b)
+    ua, ub = unit_rows(a[rows]), unit_rows(b)
     match = (ua @ ub.T).argmax(axis=1)
     sa, sb = a[rows], b[match]
     scale = float(np.linalg.norm(sb) / np.linalg.norm(sa)) if np.linalg.norm(sa) > 0 else 1.0

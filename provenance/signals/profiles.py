@@ -59,6 +59,11 @@ def feeding_norm(rm: RoleMap, layer: int, key: str) -> str | None:
     return f"layers.{layer}.norm1" if key.startswith("attn.") else f"layers.{layer}.norm2"
 
 
+def gated(sketches: dict) -> bool:
+    """Whether sketches keyed (layer, role key) come from a gated MLP (they hold gate rows)."""
+    return any(key == "mlp.gate" for _, key in sketches)
+
+
 CHUNK_ELEMENTS = 1 << 18  # 2 MiB of float64: conversion and reduction stay in the CPU cache
 
 

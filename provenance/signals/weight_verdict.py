@@ -18,12 +18,12 @@ from provenance import relation
 from provenance.evidence import Evidence, Verdict, confidence
 from provenance.signals.copy_check import settle
 from provenance.signals.weights import WeightEvidence
+from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder
 
 DERIVED_P = 1e-6  # combined p-value below which the weights say "derived"
 MIN_EFFECT = 0.3  # ... and the mean best-layer profile correlation must reach this
 INDEPENDENT_P = 1e-2  # above this (or an effect below NULL_EFFECT) the weights look independent
 NULL_EFFECT = 0.15
-IDENTICAL_COSINE = 0.9999
 NEURON_EFFECT = 0.05  # mean same-row minus chance cosine; independent real pairs measure < 0.01
 AGREEMENT_EFFECT = 0.3  # relabelled neurons: mean agreement above the inflated decoy rate
 
@@ -36,12 +36,21 @@ def _stats(w: WeightEvidence) -> str:
             f"independence, z = {lm.z:.1f}).")
 
 
+def _placed(nt: NeuronOrder) -> int:
+    """Layers whose own neuron-order p is below 1e-3."""
+    return sum(1 for r in nt.layers if r.p_value < 1e-3)
+
+
+def _rates(ag: NeuronAgreement) -> tuple[float, float]:
+    """Mean share of neurons picking the same partner in both views, and the decoys' mean share."""
+    return float(np.mean([r.agreement for r in ag.layers])), float(np.mean([r.decoy_agreement for r in ag.layers]))
+
+
 def _order_stats(w: WeightEvidence) -> str:
     """The exact neuron-order test in one sentence."""
     nt = w.neuron_order
     assert nt is not None
-    placed = sum(1 for r in nt.layers if r.p_value < 1e-3)
-    return (f"In {placed} of {len(nt.layers)} layers the candidate's MLP neurons sit where the base's are "
+    return (f"In {_placed(nt)} of {len(nt.layers)} layers the candidate's MLP neurons sit where the base's are "
             f"(same-neuron cosine exceeds chance by {nt.effect:.3f}); under independence neuron labels are "
             f"exchangeable, which bounds p exactly.")
 
@@ -70,11 +79,11 @@ def _decide_by_order(w: WeightEvidence, shapes: dict[str, Any]) -> Verdict:
         return _derived(w, shapes, nt.p_value, f"{_order_stats(w)} {_stats(w)}")
     ag = w.neuron_agreement
     if ag is not None and ag.p_value < DERIVED_P and ag.effect >= AGREEMENT_EFFECT:
+        same, decoys = _rates(ag)
         return _derived(w, shapes, ag.p_value,
-                        f"The MLP neurons were relabelled: matched separately by {ag.views}, "
-                        f"{np.mean([r.agreement for r in ag.layers]):.0%} of them pick the same partner (decoys: "
-                        f"{np.mean([r.decoy_agreement for r in ag.layers]):.1%}); this p is calibrated by decoys, "
-                        f"not exact. {_stats(w)}")
+                        f"The MLP neurons were relabelled: matched separately by {ag.views}, {same:.0%} of them "
+                        f"pick the same partner (decoys: {decoys:.1%}); this p is calibrated by decoys, not exact. "
+                        f"{_stats(w)}")
     if lm.p_value < DERIVED_P and lm.statistic >= MIN_EFFECT:
         return Verdict("inconclusive", None, 0.0, nt.p_value,
                        f"The layers' residual profiles match (mean profile correlation {lm.statistic:.3f}, "
@@ -128,17 +137,17 @@ def weight_items(w: WeightEvidence) -> list[Evidence]:
                                **w.map_facts}, kind="layer test"))
     nt = w.neuron_order
     if nt is not None:
-        placed = sum(1 for r in nt.layers if r.p_value < 1e-3)
         items.append(Evidence("weights", round(nt.effect, 6), nt.p_value,
-                              f"MLP neurons in the base's order in {placed} of {len(nt.layers)} layers (same-neuron "
+                              f"MLP neurons in the base's order in {_placed(nt)} of {len(nt.layers)} layers "
+                              f"(same-neuron "
                               f"cosine exceeds chance by {nt.effect:.3f}; exact test: neuron labels are exchangeable "
                               f"under independent training).", nt.summary(), kind="neuron order"))
     ag = w.neuron_agreement
     if ag is not None:
+        same, decoys = _rates(ag)
         items.append(Evidence("weights", round(ag.effect, 6), ag.p_value,
-                              f"Matched separately by {ag.views}, {np.mean([r.agreement for r in ag.layers]):.1%} of "
-                              f"the sampled neurons pick the same candidate neuron (decoys "
-                              f"{np.mean([r.decoy_agreement for r in ag.layers]):.1%}; calibrated, not exact).",
+                              f"Matched separately by {ag.views}, {same:.1%} of the sampled neurons pick the same "
+                              f"candidate neuron (decoys {decoys:.1%}; calibrated, not exact).",
                               ag.summary(), kind="neuron agreement"))
     if al is not None:
         items.append(Evidence("weights", round(al.quality, 6), None,

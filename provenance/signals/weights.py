@@ -21,7 +21,7 @@ from provenance.signals.layermap import (
     describe_map,
     match_layers,
 )
-from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles
+from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles, gated
 from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import TokenMap, shared_tokens
@@ -90,7 +90,7 @@ def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: boo
     Gated MLPs use the gate rows, others the up rows. Where roles were inferred from shapes, gate and
     up may be swapped: each layer tests both and keeps the better at twice its p (Bonferroni).
     """
-    key = "mlp.gate" if any(k == "mlp.gate" for _, k in pa.sketches) else "mlp.up"
+    key = "mlp.gate" if gated(pa.sketches) else "mlp.up"
     alternatives = (key, "mlp.up") if inferred and key == "mlp.gate" else (key,)
     pairs = [(a, b, pa.sketches[(a, key)], [pb.sketches[(b, alt)] for alt in alternatives if (b, alt) in pb.sketches])
              for a, b, _, _ in lm.best if (a, key) in pa.sketches]
@@ -117,9 +117,9 @@ def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred:
     Where roles were inferred, the candidate's gate and up may be swapped: both readings are tried, the
     better kept at twice its p.
     """
-    gated = any(k == "mlp.gate" for _, k in pa.sketches)
-    k1, k2 = ("mlp.gate", "mlp.up") if gated else ("mlp.up", "mlp.down")
-    readings = [(k1, k2), (k2, k1)] if inferred and gated else [(k1, k2)]
+    gate = gated(pa.sketches)
+    k1, k2 = ("mlp.gate", "mlp.up") if gate else ("mlp.up", "mlp.down")
+    readings = [(k1, k2), (k2, k1)] if inferred and gate else [(k1, k2)]
     tried = []
     for c1, c2 in readings:
         pairs = [(a, b, (pa.sketches[(a, k1)], pb.sketches[(b, c1)]), (pa.sketches[(a, k2)], pb.sketches[(b, c2)]))
@@ -133,7 +133,7 @@ def neuron_agreement_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred:
     if not tried:
         return None
     best = min(tried, key=lambda r: r.p_value)
-    best.p_value = min(1.0, best.p_value * len(readings))
+    best.p_value = min(1.0, best.p_value * len(readings))  # every reading counts, whether it found layers or not
     return best
 
 

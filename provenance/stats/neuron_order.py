@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import gammaincc
@@ -54,7 +55,7 @@ class LayerOrder:
     chance_cosine: float  # mean cosine of base row i with every candidate row (its null mean)
     in_place: float  # share of tested base rows whose most similar candidate row is row i
     base_share: float | None  # merge weight w that explains same_cosine for parents of equal norm: cos/(cos+sin)
-    p_value: float  # Chatterjee's bound (exact, conservative)
+    p_value: float  # Chatterjee's bound, or the relabelling count for small layers (exact either way)
 
 
 @dataclass
@@ -67,8 +68,9 @@ class NeuronOrder:
     role: str  # which matrix's rows were compared
 
     def summary(self) -> dict:
-        return {"test": "MLP neuron order (exact: relabelling symmetry of training, Chatterjee bound, "
-                        "Fisher over layers)", "role": self.role, "p_value": self.p_value,
+        return {"test": "MLP neuron order (exact: relabelling symmetry of training; Chatterjee bound, or a "
+                        "count over 20,000 relabellings where the candidate keeps <= 256 rows; Fisher over layers)",
+                "role": self.role, "p_value": self.p_value,
                 "effect": round(self.effect, 6),
                 "per_layer": [{"base": r.base_layer, "candidate": r.candidate_layer, "neurons": r.neurons,
                                "same_cosine": round(r.same_cosine, 6), "chance_cosine": round(r.chance_cosine, 6),
@@ -77,9 +79,23 @@ class NeuronOrder:
                                "p_value": r.p_value} for r in self.layers]}
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (zero rows stay zero)."""
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def _sampled_rows(f: int, seed: int) -> np.ndarray:
+    """The base rows a layer tests: all of them, or SAMPLED_NEURONS of them (seeded, sorted)."""
+    return np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
+        np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
+
+
+def best_of(results: list) -> Any:
+    """The result with the smallest p among alternative readings, at that p times their number (Bonferroni)."""
+    best = min(results, key=lambda r: r.p_value)
+    best.p_value = min(1.0, best.p_value * len(results))
+    return best
 
 
 def chatterjee_bound(x: float, mean: float) -> float:
@@ -125,10 +141,8 @@ def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: i
                        candidate_layer: int = 0) -> LayerOrder:
     """Test one layer pair from its neuron rows ([f, d] each, the same residual coordinates, equal f)."""
     a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    f = a32.shape[0]
-    rows = np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
-        np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
-    ua, ub = _unit(a32[rows]), _unit(b32)
+    rows = _sampled_rows(a32.shape[0], seed)
+    ua, ub = unit_rows(a32[rows]), unit_rows(b32)
     cos = np.clip(ua @ ub.T, -1.0, 1.0)  # [s, f]
     same = cos[np.arange(len(rows)), rows]
     arr = np.maximum(cos - cos.mean(axis=1, keepdims=True), 0.0)
@@ -155,12 +169,9 @@ def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray | list[np.nd
     tested = []
     for i, (la, lb, a, b) in enumerate(pairs):
         options = [x for x in (b if isinstance(b, list) else [b]) if x.shape == a.shape and a.shape[0] >= 16]
-        if not options:
-            continue
-        best = min((neuron_order_layer(a, x, seed=seed + i, base_layer=la, candidate_layer=lb) for x in options),
-                   key=lambda r: r.p_value)
-        best.p_value = min(1.0, best.p_value * len(options))
-        tested.append(best)
+        if options:
+            tested.append(best_of([neuron_order_layer(a, x, seed=seed + i, base_layer=la, candidate_layer=lb)
+                                   for x in options]))
     if not tested:
         return None
     effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
@@ -219,13 +230,11 @@ def agreement_layer(view1: tuple[np.ndarray, np.ndarray], view2: tuple[np.ndarra
     """
     (a1, b1), (a2, b2) = ((np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in (view1, view2))
     ids1, ids2 = candidate_ids if candidate_ids is not None else (np.arange(len(b1)), np.arange(len(b2)))
-    f = a1.shape[0]
-    rows = np.arange(f) if f <= SAMPLED_NEURONS else np.sort(
-        np.random.default_rng(seed).choice(f, SAMPLED_NEURONS, replace=False))
-    u1, u2 = _unit(a1[rows]), _unit(a2[rows])
+    rows = _sampled_rows(a1.shape[0], seed)
+    u1, u2 = unit_rows(a1[rows]), unit_rows(a2[rows])
 
     def agree(c1: np.ndarray, c2: np.ndarray) -> int:
-        return int(np.count_nonzero(ids1[_partners(u1, _unit(c1))] == ids2[_partners(u2, _unit(c2))]))
+        return int(np.count_nonzero(ids1[_partners(u1, unit_rows(c1))] == ids2[_partners(u2, unit_rows(c2))]))
 
     k = agree(b1, b2)
     d1, d2 = b1.shape[1], b2.shape[1]
