@@ -32,7 +32,6 @@ def enabled() -> bool:
     return os.environ.get(ENV, "") in ("", "0")
 
 
-
 @contextmanager
 def plain() -> Iterator[None]:
     """Run the block on the plain reference path, in every thread."""
