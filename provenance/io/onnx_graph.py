@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from provenance.errors import CorruptFileError
+from provenance.io.onnx_proto import (
+    NP_DTYPES,
+    AttributeProto,
+    GraphProto,
+    NodeProto,
+    TensorProto,
+    from_array,
+)
 
 # Ops whose output is a constant when all their inputs are (dequantization chains).
 FOLDABLE = frozenset({"Cast", "Mul", "Sub", "Div", "Add", "DequantizeLinear", "Transpose", "Identity"})
@@ -81,10 +87,10 @@ class GraphIndex:
 
     outputs: set[str]
     consts: dict[str, TensorProto] = field(default_factory=dict)
-    folds: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    folds: dict[str, NodeProto] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     types: dict[str, int] = field(default_factory=dict)
-    consumers: dict[str, list[tuple[int, onnx.NodeProto, int]]] = field(
+    consumers: dict[str, list[tuple[int, NodeProto, int]]] = field(
         default_factory=lambda: defaultdict(list))  # value -> (node index, node, input slot)
     fold_nodes: set[int] = field(default_factory=set)
     parts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folded value -> the folded values it needs
@@ -93,7 +99,7 @@ class GraphIndex:
     path: Path | None = None
 
     @classmethod
-    def build(cls, graph: onnx.GraphProto, *, path: Path | None = None) -> GraphIndex:
+    def build(cls, graph: GraphProto, *, path: Path | None = None) -> GraphIndex:
         """Index initializers, Constant nodes and constant-only dequantization nodes."""
         index = cls(outputs={o.name for o in graph.output}, n_nodes=len(graph.node), path=path)
         for tensor in graph.initializer:
@@ -123,7 +129,7 @@ class GraphIndex:
         self.shapes[name] = tuple(int(d) for d in tensor.dims)
         self.types[name] = int(tensor.data_type)
 
-    def bad_node(self, node: onnx.NodeProto, why: str) -> CorruptFileError:
+    def bad_node(self, node: NodeProto, why: str) -> CorruptFileError:
         """The error for a node that breaks the ONNX spec (or our memory bound)."""
         what = f"node {quote(node.name)}" if node.name else "unnamed node"
         if not node.name and node.output:
@@ -131,7 +137,7 @@ class GraphIndex:
         return CorruptFileError(f"{node.op_type} {what} {why}; the file is corrupt or built to break readers: "
                                 "re-export it", path=self.path)
 
-    def _try_fold(self, i: int, node: onnx.NodeProto) -> None:
+    def _try_fold(self, i: int, node: NodeProto) -> None:
         """Mark node `i` as folded when all its inputs are constants and its output is inferable."""
         names = [n for n in node.input if n]
         if len(node.output) != 1 or not node.output[0] or not names or not all(n in self.types for n in names):
@@ -153,7 +159,7 @@ class GraphIndex:
         self.fold_nodes.add(i)
         self._check_size(node, names, parts)
 
-    def _check_size(self, node: onnx.NodeProto, names: list[str], parts: tuple[str, ...]) -> None:
+    def _check_size(self, node: NodeProto, names: list[str], parts: tuple[str, ...]) -> None:
         """Refuse a folded constant whose computation (every intermediate kept) would take more than
         FOLD_FACTOR times the bytes of the distinct stored constants it reads."""
         need = sum(self.costs[p][0] for p in parts)
@@ -170,7 +176,7 @@ class GraphIndex:
         """Bytes a constant or folded value takes in memory (0 for element types we cannot decode)."""
         return numel(self.shapes[name]) * itemsize(self.types[name])
 
-    def live_uses(self, name: str) -> list[tuple[int, onnx.NodeProto, int]]:
+    def live_uses(self, name: str) -> list[tuple[int, NodeProto, int]]:
         """Uses of `name` by nodes that run at inference time (not folded away)."""
         return [u for u in self.consumers.get(name, []) if u[0] not in self.fold_nodes]
 
@@ -223,7 +229,7 @@ class GraphIndex:
         return min(u[0] for u in uses) if uses else self.n_nodes
 
 
-def constant_value(node: onnx.NodeProto) -> TensorProto | None:
+def constant_value(node: NodeProto) -> TensorProto | None:
     """The tensor a Constant node produces, or None for sparse / string forms (or a mistyped attribute)."""
     forms = {"value": (AttributeProto.TENSOR, None), "value_float": (AttributeProto.FLOAT, np.float32),
              "value_floats": (AttributeProto.FLOATS, np.float32), "value_int": (AttributeProto.INT, np.int64),
@@ -234,11 +240,13 @@ def constant_value(node: onnx.NodeProto) -> TensorProto | None:
             continue
         if dtype is None:
             return attr.t
-        return numpy_helper.from_array(np.array(helper.get_attribute_value(attr), dtype=dtype))
+        value = attr.f if kind == AttributeProto.FLOAT else attr.i if kind == AttributeProto.INT else \
+            attr.floats if kind == AttributeProto.FLOATS else attr.ints
+        return from_array(np.array(value, dtype=dtype))
     return None
 
 
-def int_attr(node: onnx.NodeProto, name: str, default: int | None = None) -> int:
+def int_attr(node: NodeProto, name: str, default: int | None = None) -> int:
     """An INT attribute of `node`; ValueError when it is missing (without default) or of another type."""
     for attr in node.attribute:
         if attr.name == name:
@@ -250,7 +258,7 @@ def int_attr(node: onnx.NodeProto, name: str, default: int | None = None) -> int
     return default
 
 
-def _ints_attr(node: onnx.NodeProto, name: str) -> list[int] | None:
+def _ints_attr(node: NodeProto, name: str) -> list[int] | None:
     """An INTS attribute of `node`, or None when absent; ValueError when of another type."""
     for attr in node.attribute:
         if attr.name == name:
@@ -260,7 +268,7 @@ def _ints_attr(node: onnx.NodeProto, name: str) -> list[int] | None:
     return None
 
 
-def _infer(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
+def _infer(node: NodeProto, shapes: list[tuple[int, ...]],
            types: list[int]) -> tuple[tuple[int, ...], int]:
     """Static shape and element type of a foldable node's output; ValueError where the node is invalid."""
     op = node.op_type
@@ -287,7 +295,7 @@ def _infer(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
     return tuple(int(d) for d in np.broadcast_shapes(shapes[0], shapes[1])), types[0]
 
 
-def _dequantize_shape(node: onnx.NodeProto, shapes: list[tuple[int, ...]],
+def _dequantize_shape(node: NodeProto, shapes: list[tuple[int, ...]],
                       types: list[int]) -> tuple[tuple[int, ...], int]:
     """Output shape and type of DequantizeLinear, its scale and zero point checked against the input."""
     if len(shapes) not in (2, 3) or len(node.input) < 2 or not node.input[1]:
@@ -342,7 +350,7 @@ def numel(shape: tuple[int, ...] | list[int]) -> int:
 
 def itemsize(etype: int) -> int:
     """Bytes per element of an element type this package decodes (0 for the others)."""
-    return int(helper.tensor_dtype_to_np_dtype(etype).itemsize) if etype in DTYPE_NAMES else 0
+    return NP_DTYPES[etype].itemsize if etype in DTYPE_NAMES else 0
 
 
 def quote(name: str, limit: int = 80) -> str:
@@ -408,7 +416,7 @@ def _scale_axis(index: GraphIndex, name: str, shape: tuple[int, ...],
     return fits[-1] if gathered else fits[0]
 
 
-def linear_use(index: GraphIndex, name: str) -> onnx.NodeProto | None:
+def linear_use(index: GraphIndex, name: str) -> NodeProto | None:
     """The first live MatMul-like node reading `name` as its weight input."""
     for _, node, slot in index.live_uses(name):
         if LINEAR_WEIGHT_SLOT.get(node.op_type) == slot:
@@ -455,7 +463,7 @@ def _aliases(index: GraphIndex, spec: WeightSpec) -> list[str]:
     return names
 
 
-def _bias_after(index: GraphIndex, node: onnx.NodeProto, n_out: int) -> str | None:
+def _bias_after(index: GraphIndex, node: NodeProto, n_out: int) -> str | None:
     """The `<module>.bias` constant added to a linear node's output within a few Cast/Mul hops."""
     if node.op_type == "Gemm" and len(node.input) > 2 and is_param_name(node.input[2]):
         return node.input[2] if node.input[2].endswith(".bias") else None

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import onnx
 import torch
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
-from onnx import TensorProto, numpy_helper
 
 from provenance.errors import (
     CorruptFileError,
@@ -41,6 +39,13 @@ from provenance.io.onnx_graph import (
     quote,
     recover_names,
     recovery_counts,
+)
+from provenance.io.onnx_proto import (
+    ModelProto,
+    NodeProto,
+    TensorProto,
+    parse_model,
+    typed_values,
 )
 
 _TORCH_DTYPES: dict[int, torch.dtype] = {
@@ -210,7 +215,7 @@ def _align(p: torch.Tensor, x: torch.Tensor, axis: int | None, block_size: int) 
     return p
 
 
-def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int, path: Path) -> torch.Tensor:
+def _apply(node: NodeProto, args: list[torch.Tensor | None], out_type: int, path: Path) -> torch.Tensor:
     """Run one foldable node on constant tensors (GraphIndex checked its attributes, shapes and types)."""
     op, a = node.op_type, args[0]
     assert a is not None
@@ -234,7 +239,7 @@ def _apply(node: onnx.NodeProto, args: list[torch.Tensor | None], out_type: int,
     return {"Mul": torch.mul, "Sub": torch.sub, "Div": torch.div, "Add": torch.add}[op](a, b)
 
 
-def _int_div(node: onnx.NodeProto, a: torch.Tensor, b: torch.Tensor, path: Path) -> torch.Tensor:
+def _int_div(node: NodeProto, a: torch.Tensor, b: torch.Tensor, path: Path) -> torch.Tensor:
     """Integer a / b truncated, as ONNX Div; refuses a zero divisor, and computes MIN / -1 (which
     traps the CPU, killing the process) as the wrapped negation."""
     if bool((b == 0).any()):
@@ -250,7 +255,7 @@ def _int_div(node: onnx.NodeProto, a: torch.Tensor, b: torch.Tensor, path: Path)
 MAX_NODES = 200_000  # indexing takes about 1 KiB per node; a 70B-parameter export has fewer than 20,000
 
 
-def load_model_proto(path: Path) -> onnx.ModelProto:
+def load_model_proto(path: Path) -> ModelProto:
     """The ModelProto without external data; bad files become one-line CorruptFileErrors."""
     if not path.exists():
         raise MissingFileError("ONNX model file not found; check the path", path=path)
@@ -259,7 +264,7 @@ def load_model_proto(path: Path) -> onnx.ModelProto:
                                  path=path)
     size = path.stat().st_size
     try:
-        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+        model = parse_model(path.read_bytes())
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptFileError(f"not a readable ONNX protobuf ({first}; {size} bytes): the file is "
@@ -279,7 +284,7 @@ def load_model_proto(path: Path) -> onnx.ModelProto:
     return model
 
 
-def _non_text_field(model: onnx.ModelProto) -> str | None:
+def _non_text_field(model: ModelProto) -> str | None:
     """The first string field (doc strings aside: nothing reads them) that protobuf handed back as bytes (not
     UTF-8), walking the messages iteratively."""
     stack: list[Message] = [model]
@@ -295,7 +300,7 @@ def _non_text_field(model: onnx.ModelProto) -> str | None:
     return None
 
 
-def _model_facts(model: onnx.ModelProto, methods: list[str], skipped: dict[str, str]) -> dict:
+def _model_facts(model: ModelProto, methods: list[str], skipped: dict[str, str]) -> dict:
     """Producer, opsets, graph inputs/outputs and how names were recovered."""
     inits = {t.name for t in model.graph.initializer}
     return {
@@ -400,9 +405,9 @@ def _to_torch(name: str, tensor: TensorProto, ext: _External | None, path: Path)
     elif tensor.HasField("raw_data"):
         data = tensor.raw_data
     else:
-        array = numpy_helper.to_array(tensor)
+        array = typed_values(tensor)
         if tensor.data_type == TensorProto.BFLOAT16:
-            return torch.from_numpy(array.view(np.uint16).copy()).view(torch.bfloat16).reshape(shape)
+            return torch.from_numpy(array).view(torch.bfloat16).reshape(shape)
         return torch.from_numpy(np.ascontiguousarray(array)).reshape(shape)
     if not data:
         return torch.empty(shape, dtype=dtype)
