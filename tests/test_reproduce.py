@@ -233,3 +233,15 @@ def test_minilm_int8_onnx_reproduces_from_the_fp32_weights():
         rep = reproduce(a, b)
     assert rep.verdict == "reproduced" and len(rep.tensors) == 7
     assert {(t.scheme, t.reproduced) for t in rep.tensors} == {("int8 symmetric per row (absmax/127)", 1.0)}
+
+
+def test_int8_round_trips_on_sampled_rows_equal_the_whole_tensor_sliced():
+    """Scales come from the whole tensor, so a row sample's round trips are the whole one's rows, exactly."""
+    from provenance.signals import requantize as rq
+
+    x = torch.randn(300, 48, generator=torch.Generator().manual_seed(3))
+    rows = torch.tensor([0, 7, 150, 299])
+    whole, sampled = rq.int8_round_trips(x), rq.int8_round_trips(x, rows)
+    assert list(whole) == list(sampled) and len(whole) == 4
+    for name in whole:
+        assert torch.equal(whole[name][rows], sampled[name]), name

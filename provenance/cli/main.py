@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from provenance import __version__
+from provenance.cli.tuning import tune_process
 from provenance.errors import ProvenanceError
 
 # command -> (module, one-line summary shown by `provenance --help`)
@@ -52,14 +53,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# torch's OpenMP threads spin while they wait for work; where the other cores are busy, the spinning
-# takes the CPU from the thread that has work (SmolLM2 pair on 2 cores at load 2-4: CLI 16 s -> 8-10 s).
-# Set before any command imports torch; a value in the environment wins.
-WAIT_POLICY = "PASSIVE"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    tune_process()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(command_of(argv)).parse_args(argv)
     try:

@@ -148,10 +148,13 @@ def reproduce(base: CanonicalModel, cand: CanonicalModel, *, seed: int = 0, devi
     for role in sample_roles(base, cand, seed=seed):
         a, b = base.tensor(role, device=device).cpu(), cand.tensor(role, device=device).cpu()
         sa, sb = (_storage(m, role) for m in (base, cand))
-        if not ({sa[0], sb[0]} & set(rq.INT8_DTYPES)):  # int8 scales span the whole tensor: read it all
+        rows = None
+        if {sa[0], sb[0]} & set(rq.INT8_DTYPES):  # int8 scales span the whole tensor: compared on sampled rows
+            rows = _row_index(a, seed)
+        else:
             a, b = _rows(a, seed), _rows(b, seed)
         failed = any(c.reproduced is not None and not c.ok for c in checks)
-        checks.append(check_tensor(role, a, b, sa, sb, search=not failed))
+        checks.append(check_tensor(role, a, b, sa, sb, search=not failed, rows=rows))
     return Reproduction(checks, time.perf_counter() - t0)
 
 
@@ -164,18 +167,25 @@ def _storage(m: CanonicalModel, role: str) -> tuple[str, bool]:
 
 def _rows(t: torch.Tensor, seed: int) -> torch.Tensor:
     """At most MAX_ROWS rows of a matrix, seeded, in order."""
+    rows = _row_index(t, seed)
+    return t if rows is None else t[rows]
+
+
+def _row_index(t: torch.Tensor, seed: int) -> torch.Tensor | None:
+    """The MAX_ROWS rows `_rows` keeps of a larger matrix (seeded, in order); None where it keeps all."""
     if t.dim() != 2 or t.shape[0] <= MAX_ROWS:
-        return t
+        return None
     g = torch.Generator().manual_seed(seed)
-    return t[torch.randperm(t.shape[0], generator=g)[:MAX_ROWS].sort().values]
+    return torch.randperm(t.shape[0], generator=g)[:MAX_ROWS].sort().values
 
 
 def check_tensor(role: str, a: torch.Tensor, b: torch.Tensor, sa: tuple[str, bool], sb: tuple[str, bool], *,
-                 search: bool = True) -> TensorCheck:
+                 search: bool = True, rows: torch.Tensor | None = None) -> TensorCheck:
     """Redo the storage step between base `a` (stored as `sa`) and candidate `b` (`sb`) on one tensor.
 
     Two float tensors of one dtype that differ are tried against quantization round trips unless `search` is
     off (`reproduce` turns it off once a tensor has failed: the verdict is settled, the rest only measures).
+    With `rows`, values are compared on those rows only; int8 scales still come from the whole tensor.
     """
     (da, ia), (db, ib) = sa, sb
     af, bf = a.to(torch.float32), b.to(torch.float32)
@@ -183,6 +193,9 @@ def check_tensor(role: str, a: torch.Tensor, b: torch.Tensor, sa: tuple[str, boo
     fa, fb = da in rq.FLOAT_DTYPES, db in rq.FLOAT_DTYPES
     if a.shape != b.shape:
         return TensorCheck(role, "shapes differ", None, None, change, why=f"{list(a.shape)} vs {list(b.shape)}")
+    whole = a if fa else b  # the float side, whole, for int8 scales
+    if rows is not None:
+        a, b, af, bf = a[rows], b[rows], af[rows], bf[rows]
     if fa and fb:
         if da == db:
             best = _score(f"same storage ({da})", a, b)
@@ -196,7 +209,7 @@ def check_tensor(role: str, a: torch.Tensor, b: torch.Tensor, sa: tuple[str, boo
         best = _score(f"dequantized copy of {scheme}", hi, lo)
         if best[1] < CAST_EXACT:
             if scheme in rq.INT8_DTYPES:
-                rts = rq.int8_round_trips(hi)
+                rts = rq.int8_round_trips(whole, rows)
                 best = max((_score(name, r, lo) for name, r in rts.items()), key=lambda s: s[1])
             elif not rq.can_requantize(scheme) or not intact:
                 why = (f"gguf cannot quantize {scheme}" if intact else
