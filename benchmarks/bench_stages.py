@@ -13,6 +13,11 @@ Per pair (default signals, file hashes on, as the CLI runs it):
     python benchmarks/bench_stages.py                      # MiniLM and SmolLM2 pairs
     python benchmarks/bench_stages.py --pairs minilm --repeats 3 --json /tmp/stages.json
     python benchmarks/bench_stages.py --pairs llama --layers 32    # bench_compare.py's 7B-shaped bf16 pair
+    python benchmarks/bench_stages.py --pairs minilm,smollm2,llama1b,llama7b   # all four sizes, one table
+
+`llama1b` is the 7B-shaped pair cut to 4 layers (1.07B parameters each, built under WORKDIR/l4);
+`llama7b` the full 32 layers (under WORKDIR). A summary table at the end sets every pair's CLI wall
+time against its cold and warm read and against issue 17's targets.
 
 The machine's load average is printed before and after: on a shared machine the seconds are
 inflated by whatever else runs, the shares much less so.
@@ -77,6 +82,16 @@ def synthetic_pair(layers: int, workdir: Path) -> tuple[Path, Path]:
         raise SystemExit(f"building the {layers}-layer pair failed:\n{proc.stderr}")
     built = json.loads(proc.stdout.strip().splitlines()[-1])
     return Path(built["base"]), Path(built["candidate"])
+
+
+LLAMA_LAYERS = {"llama1b": 4, "llama7b": 32}  # the synthetic pair at ~1B and 7B parameters per model
+TARGETS = {"minilm": 3.0, "smollm2": 5.0}  # CLI wall seconds, issue 17 (idle 2-core machine)
+
+
+def llama_pair(name: str, layers: int, workdir: Path) -> tuple[Path, Path]:
+    """The synthetic pair for `name` (llama: --layers under WORKDIR; llama1b/llama7b: fixed depths)."""
+    depth = LLAMA_LAYERS.get(name, layers)
+    return synthetic_pair(depth, workdir if depth == 32 else workdir / f"l{depth}")
 
 
 def pairs() -> dict[str, tuple[Path, Path]]:
@@ -191,10 +206,28 @@ def format_pair(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: list[dict[str, Any]], version: float) -> str:
+    """One row per pair: CLI wall against the reads and the issue's target, and the three largest stages."""
+    lines = ["| pair | MiB read | cold read s | warm read s | CLI wall s | x cold read | x warm read | CPU s | "
+             "largest stages | target |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in results:
+        cli = min(r["cli_walls"])
+        cpu = r["cli_cpu"][r["cli_walls"].index(cli)]
+        top = sorted(r["stages"]["seconds"].items(), key=lambda kv: -kv[1])[:3]
+        target = TARGETS.get(r["pair"])
+        met = "" if target is None else f"<= {target:g} s: {'met' if cli <= target else 'not met'}"
+        lines.append(f"| {r['pair']} | {r['bytes'] / 2**20:.0f} | {r['read_cold']:.2f} | {r['read_warm']:.3f} | "
+                     f"{cli:.2f} | {cli / r['read_cold']:.2f} | {cli / r['read_warm']:.1f} | {cpu:.2f} | "
+                     + ", ".join(f"{n} {sec:.2f}" for n, sec in top) + f" | {met} |")
+    lines.append(f"\n`provenance --version`: {version:.2f} s (target < 0.5 s: {'met' if version < 0.5 else 'not met'})")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", default="minilm,smollm2", help="comma-separated: minilm, smollm2, llama (the "
-                    "7B-shaped synthetic pair of bench_compare.py, built under --workdir)")
+                    "7B-shaped synthetic pair of bench_compare.py at --layers, built under --workdir), llama1b "
+                    "(4 layers), llama7b (32 layers)")
     ap.add_argument("--layers", type=int, default=32, help="layers of the llama pair (default: %(default)s)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/provenance-bench"),
                     help="where the llama pair is built and cached (default: %(default)s)")
@@ -207,22 +240,23 @@ def main(argv: list[str] | None = None) -> None:
         return
     known = pairs()
     names = [p.strip() for p in args.pairs.split(",") if p.strip()]
-    bad = [n for n in names if n not in (*known, "llama")]
+    allowed = (*known, "llama", *LLAMA_LAYERS)
+    bad = [n for n in names if n not in allowed]
     if bad:
-        raise SystemExit(f"The 'pairs' parameter must name pairs from {sorted((*known, 'llama'))}. Got {bad[0]!r} "
-                         "instead.")
+        raise SystemExit(f"The 'pairs' parameter must name pairs from {sorted(allowed)}. Got {bad[0]!r} instead.")
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     version = cli_wall("--version")[0]
     print(f"provenance --version: {version:.2f} s (fresh process)\n")
     results = []
     for name in names:
-        base, cand = synthetic_pair(args.layers, args.workdir) if name == "llama" else known[name]
+        base, cand = known[name] if name in known else llama_pair(name, args.layers, args.workdir)
         if not (base.exists() and cand.exists()):
             print(f"## {name}: skipped, {base if not base.exists() else cand} is missing (the tests build it)\n")
             continue
         results.append(measure_pair(name, base, cand, args.repeats))
         print(format_pair(results[-1]) + "\n", flush=True)
+    print(summary(results, version))
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
