@@ -1,7 +1,5 @@
 """`python -m provenance` runs the command line."""
 
-import sys
+from provenance.cli.main import entry
 
-from provenance.cli.main import main
-
-sys.exit(main())
+entry()

@@ -36,3 +36,27 @@ def test_large_blocks_stay_in_the_heap_except_on_the_plain_path(monkeypatch):
     monkeypatch.delenv("PROVENANCE_PLAIN")
     glibc = platform.libc_ver()[0] == "glibc"
     assert tune_process()["malloc"] is glibc
+
+
+def test_the_executable_skips_teardown_but_runs_exit_handlers_and_flushes(tmp_path):
+    """`entry` leaves by os._exit after main: exit handlers have run, stdout is complete, the status kept."""
+    import subprocess
+    import sys
+
+    from tests.real_models import MINILM_DIR
+
+    marker = tmp_path / "handler-ran"
+    code = ("import atexit, sys; from pathlib import Path; "
+            f"atexit.register(lambda: Path({str(marker)!r}).write_text('yes')); "
+            f"sys.argv = ['provenance', 'inspect', {str(MINILM_DIR)!r}]; "
+            "from provenance.cli.main import entry; entry()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "yes"
+    full = subprocess.run([sys.executable, "-c", code.replace("entry()", "sys.exit(__import__("
+                                                              "'provenance.cli.main').cli.main.main())")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.stdout == full.stdout and proc.stdout.endswith("\n")
+    bad = subprocess.run([sys.executable, "-m", "provenance", "inspect", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("provenance: error:") and bad.stdout == ""

@@ -10,12 +10,14 @@ matched; 1 an internal error (traceback only with PROVENANCE_DEBUG=1).
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-from provenance import __version__
+from provenance import __version__, fastpath
 from provenance.cli.tuning import tune_process
 from provenance.errors import ProvenanceError
 
@@ -76,10 +78,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `provenance` executable: `main`, then leave without tearing the interpreter down.
+
+    By the time `main` returns, every output is written, flushed and closed (outfile renames finished files
+    into place), so what is left is interpreter finalisation: freeing every module and torch's C++ state,
+    0.5-0.8 s of a 4 s comparison on 2 cores. Exit handlers still run (they remove temporary folders and stop
+    worker pools); only that teardown is skipped. The plain path (`PROVENANCE_PLAIN=1`) exits normally.
+    """
+    code = main()
+    if not fastpath.enabled():
+        sys.exit(code)
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own; absent elsewhere: exit normally
+    if run_exit_handlers is None:
+        sys.exit(code)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 def one_line(text: str) -> str:
     """Collapse whitespace so a message is one line on stderr."""
     return " ".join(text.split())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
