@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from provenance import fastpath
 from provenance.errors import ProvenanceError
 from provenance.progress import bar as progress_bar
 from provenance.signals.base import CHECKPOINTS, ENDPOINTS, FINGERPRINTS, TOKENIZERS
@@ -67,10 +68,16 @@ class Pair:
     def token_map(self) -> TokenMap | None:
         """Token id pairs with the same bytes on both sides (None without two vocabularies)."""
         if self._map is _UNSET:
+            from provenance.vocab.cache import cached_map
             from provenance.vocab.token_map import shared_tokens
 
             va, vb = self.vocabularies()
-            self._map = shared_tokens(va, vb) if va is not None and vb is not None else None
+            if va is None or vb is None:
+                self._map = None
+            elif fastpath.enabled():
+                self._map = cached_map(va, vb, lambda: shared_tokens(va, vb))
+            else:
+                self._map = shared_tokens(va, vb)
         return self._map
 
     def facts(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provenance import fastpath
 from provenance.errors import (
     CheckpointNotFoundError,
     CorruptFileError,
@@ -88,7 +89,15 @@ def is_tokenizer_only(spec: str | os.PathLike[str] | ModelSource) -> bool:
 
 
 def read_tokenizer_file(path: Path) -> Vocabulary:
-    """Read one tokenizer file, choosing the reader from its name and first bytes."""
+    """Read one tokenizer file, choosing the reader from its name and first bytes (once per content: `cache`)."""
+    if not fastpath.enabled():
+        return _read_tokenizer_file(path)
+    from provenance.vocab.cache import cached_vocabulary
+
+    return cached_vocabulary(path, _read_tokenizer_file)
+
+
+def _read_tokenizer_file(path: Path) -> Vocabulary:
     name, suffix = path.name.lower(), path.suffix.lower()
     with open_file(path) as f:
         head = f.read(256)

@@ -71,6 +71,10 @@ class Vocabulary:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def memoized(self, key: str) -> Any:
+        """What `memo` keeps under `key`, or None when nothing was computed for it."""
+        return self._memo.get(key)
+
     def specials(self) -> dict[str, int]:
         """Special and added token text -> id."""
         out: dict[str, int] = {}
