@@ -1,7 +1,9 @@
-"""Lazy safetensors: parse and check the header ourselves, read one tensor with pread.
+"""Lazy safetensors: parse and check the header ourselves, read one tensor with pread or a mapping.
 
-Reading into a fresh buffer (instead of keeping an mmap) keeps resident memory bounded by
-the largest tensor however many tensors are streamed; the page cache does the rest.
+`read` reads into a fresh buffer, so resident memory stays bounded by the largest tensor however
+many tensors are read; the page cache does the rest. A stream may instead view tensors in a
+read-only mapping of the file (`read_mapped`, see `provenance.io.mapped`), which saves the copy
+and lets the kernel read ahead; it then drops each tensor's pages from the mapping after use.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import math
 import os
 import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import torch
 from provenance.errors import CorruptFileError, TensorNotFoundError
 from provenance.io.base import ReaderMetadata, TensorInfo, TensorSpan
 from provenance.io.guard import open_fd, open_file
+from provenance.io.mapped import MappedFile
 
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
 
@@ -121,6 +125,8 @@ class SafetensorsReader:
             self._check_index(expected)
         self.metadata = ReaderMetadata("safetensors", {"header_metadata": meta})
         self._fds: dict[Path, int] = {}
+        self._maps: dict[Path, MappedFile] = {}
+        self._map_lock = threading.Lock()
         self.observer: Callable[[Path, int, np.ndarray], None] | None = None  # sees every read's raw bytes
 
     def _check_index(self, expected: dict[str, str]) -> None:
@@ -170,10 +176,37 @@ class SafetensorsReader:
             return torch.empty(info.shape, dtype=dtype)
         return torch.frombuffer(buf, dtype=dtype).reshape(info.shape)
 
+    def mapping(self, name: str) -> tuple[MappedFile, int, int]:
+        """(its file, mapped, offset, nbytes) of one tensor; each file is mapped once, on first use."""
+        try:
+            path, offset, nbytes = self._where[name]
+        except KeyError:
+            raise TensorNotFoundError(name, self._infos, path=self.files[0]) from None
+        with self._map_lock:
+            mapped = self._maps.get(path)
+            if mapped is None:
+                mapped = self._maps[path] = MappedFile(path)
+        return mapped, offset, nbytes
+
+    def read_mapped(self, name: str) -> torch.Tensor:
+        """Like `read`, but a view of the mapped file (no copy), valid until `close`; the observer sees it."""
+        mapped, offset, nbytes = self.mapping(name)
+        info = self._infos[name]
+        dtype = DTYPES[info.dtype][0]
+        view = mapped.view(offset, nbytes)
+        if self.observer is not None:
+            self.observer(mapped.path, offset, view)
+        if nbytes == 0:
+            return torch.empty(info.shape, dtype=dtype)
+        return torch.frombuffer(view, dtype=dtype).reshape(info.shape)
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        for mapped in self._maps.values():
+            mapped.close()
+        self._maps.clear()
 
 
 def pread_into(fd: int, buf: np.ndarray, offset: int, path: Path) -> None:

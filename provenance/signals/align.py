@@ -58,13 +58,21 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
 
 
+def subsample_rows(n: int, seed: int) -> np.ndarray | None:
+    """Which of `n` paired rows every alignment keeps: a seeded choice of MAX_TOKENS, in order (None: all).
+
+    A caller that gathers only these rows before widening them gets the alignment it would get from all
+    `n` (the alignments then keep every row they are given).
+    """
+    if n <= MAX_TOKENS:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
+
+
 def _subsample(emb_a: np.ndarray, emb_b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """At most MAX_TOKENS paired rows (a seeded choice, in order): the same rows for every alignment."""
-    n = emb_a.shape[0]
-    if n <= MAX_TOKENS:
-        return emb_a, emb_b
-    keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TOKENS, replace=False))
-    return emb_a[keep], emb_b[keep]
+    keep = subsample_rows(emb_a.shape[0], seed)
+    return (emb_a, emb_b) if keep is None else (emb_a[keep], emb_b[keep])
 
 
 def _match(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

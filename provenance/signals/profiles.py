@@ -11,12 +11,16 @@ A sketch keeps the effective weights of a few matched residual dims, for direct 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from provenance import fastpath
 from provenance.arch.rolemap import RoleMap
 from provenance.arch.view import CanonicalModel
 from provenance.io.convert import to_f32
@@ -65,36 +69,60 @@ def gated(sketches: dict) -> bool:
 
 
 CHUNK_ELEMENTS = 1 << 18  # 2 MiB of float64: conversion and reduction stay in the CPU cache
+_BLOCKED_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
-    """Sum of squares along `axis` in float64 (axis 0: per column, 1: per row).
+    """Sum of squares along `axis` in float64 (axis 0: per column, 1: per row): the plain reference.
 
     Float64 makes the result independent of the summation order that the BLAS, the SIMD width
     or the thread count picks: the float16 profiles a fingerprint stores then come out bit-identical
     on every machine (in float32, a residual permutation alone changed 90% of MiniLM's column norms).
-    On the CPU the tensor is widened block by block into small reused buffers (no full copy).
+    Every stored float widens to float64 exactly and squares exactly there; numpy then adds the rows
+    one after another (axis 0) or each row pairwise (axis 1), as `_blocked_sums` does block by block.
     """
     if w.device.type != "cpu":
         w = w.double()
         return (w * w).sum(dim=axis)
-    spec = "ij,ij->j" if axis == 0 else "ij,ij->i"
-    cols = max(w.shape[1], 1)
-    rows = max(1, CHUNK_ELEMENTS // cols)
-    s32 = np.empty(rows * cols, np.float32) if w.dtype != torch.float32 else None
-    s64 = np.empty(rows * cols, np.float64)
-    parts = []
-    acc = np.zeros(w.shape[1], np.float64) if axis == 0 else None
-    for r0 in range(0, w.shape[0], rows):
+    w64 = to_f32(w).numpy().astype(np.float64)
+    return torch.from_numpy((w64 * w64).sum(axis=axis))
+
+
+def _blocked_sums(w: torch.Tensor, axis: int, cols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`_norms_sq(w, axis)` bit for bit, and the float32 values of columns `cols`, in one pass over row blocks.
+
+    Each block of rows is widened into small reused buffers (it stays in the CPU cache), its columns
+    picked while it is there; for axis 0 the running sums ride as the block's first row, so numpy adds
+    the rows in the same order as over the whole tensor.
+    """
+    n_rows, n_cols = w.shape
+    rows = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
+    buf = np.zeros((rows + 1, n_cols))  # row 0: the running column sums (axis 0)
+    s32 = np.empty(rows * n_cols, np.float32) if w.dtype != torch.float32 else None
+    sums = buf[0] if axis == 0 else np.empty(n_rows)
+    picked = np.empty((n_rows, len(cols)), np.float32) if cols is not None else None
+    for r0 in range(0, n_rows, rows):
         blk = w[r0:r0 + rows]
         b32 = blk.numpy() if s32 is None else to_f32(blk, s32).numpy()
-        b64 = s64[:b32.size].reshape(b32.shape)
-        np.copyto(b64, b32)
-        if acc is not None:
-            acc += np.einsum(spec, b64, b64)
+        n = b32.shape[0]
+        if picked is not None:
+            np.take(b32, cols, axis=1, out=picked[r0:r0 + n])
+        sq = buf[1:1 + n]
+        np.copyto(sq, b32)
+        np.multiply(sq, sq, out=sq)
+        if axis == 0:
+            np.add.reduce(buf[:1 + n], axis=0, out=sums)
         else:
-            parts.append(np.einsum(spec, b64, b64))
-    return torch.from_numpy(acc if acc is not None else np.concatenate(parts))
+            np.add.reduce(sq, axis=1, out=sums[r0:r0 + n])
+    return sums.copy(), picked
+
+
+def _sums_and_columns(w: torch.Tensor, axis: int, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(sums of squares along `axis`, float32 columns `cols` or None): block-wise on the CPU fast path."""
+    if fastpath.enabled() and w.device.type == "cpu" and w.dtype in _BLOCKED_DTYPES and w.ndim == 2:
+        sums, picked = _blocked_sums(w, axis, None if cols is None else cols.numpy())
+        return torch.from_numpy(sums), None if picked is None else torch.from_numpy(picked)
+    return _norms_sq(w, axis), None if cols is None else w[:, cols].float()
 
 
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
@@ -102,16 +130,18 @@ def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: to
           sketch_norm: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(profile over the matched residual dims, sketch [rows, SKETCH_DIMS] or None); `sketch_norm` False keeps
     the sketch's rows as stored (where the feeding norm may be misidentified)."""
+    sketched = key in sketch_keys
     if key in INPUT_KEYS:
-        prof = _norms_sq(w, 0).sqrt()[idx]
+        sums, picked = _sums_and_columns(w, 0, idx[sel] if sketched else None)
+        prof = sums.sqrt()[idx]
         if g is not None:
             prof = prof * g.abs()
         sketch = None
-        if key in sketch_keys:
-            sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None and sketch_norm else 1.0)
+        if picked is not None:
+            sketch = picked * sgn[sel] * (g[sel] if g is not None and sketch_norm else 1.0)
     else:
-        prof = _norms_sq(w, 1).sqrt()[idx]
-        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in sketch_keys else None
+        prof = _sums_and_columns(w, 1, None)[0].sqrt()[idx]
+        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if sketched else None
     to_np = (lambda t: t.to(torch.float16).cpu().numpy().copy()) if sketch is not None else None
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
 
@@ -129,12 +159,35 @@ def _projected_side(w: torch.Tensor, key: str, proj: torch.Tensor, g: torch.Tens
 
 
 Visitor = Callable[[str, str, torch.Tensor, "torch.Tensor | None"], None]
+COMPUTE_WORKERS = 2  # tensors reduced at once on the mapped CPU path (numpy releases the GIL)
+
+
+def profile_order(model: CanonicalModel, *, file_order: bool = True) -> list[str]:
+    """The profiled roles in the order `compute_profiles` reads them (where their bytes lie, if `file_order`)."""
+    rm = model.roles
+    order = [f"layers.{layer}.{key}" for layer in rm.layers for key in PROFILE_KEYS
+             if f"layers.{layer}.{key}" in rm.roles]
+    if file_order:
+        rank = {name: i for i, name in enumerate(model.checkpoint.tensors)}
+        order = sorted(order, key=lambda role: rank.get(rm.roles[role].tensor, len(rank)))
+    return order
+
+
+class _Done:
+    """A finished computation with a Future's `result()`, for the path that computes in line."""
+
+    def __init__(self, value: tuple[np.ndarray, np.ndarray | None]) -> None:
+        self.value = value
+
+    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.value
 
 
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
                      progress: Callable[[int], None] | None = None, sketches: bool = True,
                      visit: Visitor | None = None, file_order: bool = True,
-                     projection: np.ndarray | None = None, sketch_norms: bool = True) -> Profiles:
+                     projection: np.ndarray | None = None, sketch_norms: bool = True,
+                     stream: RoleStream | None = None) -> Profiles:
     """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
 
     `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
@@ -144,60 +197,97 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
     `projection` ([h, k]) carries a rotated residual stream into the base's k coordinates instead of
     selecting `dims`. `sketch_norms=False` leaves the feeding norms out of the sketches (both models of a
     pair where either's norms were told apart by file order only: a wrong norm would scramble the rows).
+    `stream`: a `RoleStream` of this model already started on `profile_order(model, file_order=...)`.
+    On the mapped CPU path, COMPUTE_WORKERS tensors are reduced at once; results, `visit` calls and
+    their order are those of the one-at-a-time loop.
     """
-    rm = model.roles
-    dev = torch.device(device)
-    idx = torch.from_numpy(np.ascontiguousarray(dims)).long().to(dev)
-    sgn = torch.from_numpy(np.ascontiguousarray(signs)).float().to(dev)
-    proj = None if projection is None else torch.from_numpy(np.ascontiguousarray(projection, np.float32)).to(dev)
-    if proj is not None:
-        dims = np.arange(proj.shape[1])
-        idx = torch.arange(proj.shape[0], device=dev)  # the norms are read whole: they act before the rotation
-    sel = torch.from_numpy(np.linspace(0, len(dims) - 1, num=min(SKETCH_DIMS, len(dims))).round()
-                           .astype(np.int64)).to(dev)
-    out = Profiles(layers=list(rm.layers), values=np.full((len(rm.layers), len(PROFILE_KEYS), len(dims)), np.nan))
-    norms: dict[str, torch.Tensor | None] = {}
+    job = _ProfileJob(model, dims, signs, device, sketches, projection, sketch_norms)
+    stream = stream or RoleStream(model, device)
+    workers = COMPUTE_WORKERS if stream.mapped else 0
+    pending: deque[tuple[str, torch.Tensor, torch.Tensor | None, Any]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="provenance-profile") as pool:
+        for role, w in stream(profile_order(model, file_order=file_order)):
+            job.out.tensors += 1
+            if progress:
+                progress(1)
+            g, call = job.prepare(role)
+            pending.append((role, w, g, pool.submit(call, w) if workers else _Done(call(w))))
+            while len(pending) > workers:
+                job.record(*pending.popleft(), visit, stream)
+        while pending:
+            job.record(*pending.popleft(), visit, stream)
+    return job.finish()
 
-    def norm_weight(role: str | None) -> torch.Tensor | None:
-        if role is None or role not in rm.roles:
+
+class _ProfileJob:
+    """One model's profiles under way: the matched dims, the norms read so far, the results kept so far."""
+
+    def __init__(self, model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, device: str, sketches: bool,
+                 projection: np.ndarray | None, sketch_norms: bool) -> None:
+        rm = self.rm = model.roles
+        self.model, self.sketches, self.sketch_norms = model, sketches, sketch_norms
+        dev = self.dev = torch.device(device)
+        self.idx = torch.from_numpy(np.ascontiguousarray(dims)).long().to(dev)
+        self.sgn = torch.from_numpy(np.ascontiguousarray(signs)).float().to(dev)
+        self.proj = None if projection is None else torch.from_numpy(
+            np.ascontiguousarray(projection, np.float32)).to(dev)
+        if self.proj is not None:
+            dims = np.arange(self.proj.shape[1])
+            self.idx = torch.arange(self.proj.shape[0], device=dev)  # the norms are read whole: before the rotation
+        self.sel = torch.from_numpy(np.linspace(0, len(dims) - 1, num=min(SKETCH_DIMS, len(dims))).round()
+                                    .astype(np.int64)).to(dev)
+        self.out = Profiles(layers=list(rm.layers),
+                            values=np.full((len(rm.layers), len(PROFILE_KEYS), len(dims)), np.nan))
+        self.where = {f"layers.{layer}.{key}": (li, ki) for li, layer in enumerate(rm.layers)
+                      for ki, key in enumerate(PROFILE_KEYS)}
+        self.norms: dict[str, torch.Tensor | None] = {}
+        self.problems: dict[tuple[int, int], str] = {}
+
+    def norm_weight(self, role: str | None) -> torch.Tensor | None:
+        """The feeding norm's weights at the matched dims (read once), None if absent or unusable."""
+        if role is None or role not in self.rm.roles:
             return None
-        if role not in norms:
-            g = model.tensor(role, device=dev, dtype="float32")
-            ok = g.ndim == 1 and g.numel() > int(idx.max()) and bool(torch.isfinite(g).all())
-            norms[role] = g[idx] if ok else None
-        return norms[role]
+        if role not in self.norms:
+            g = self.model.tensor(role, device=self.dev, dtype="float32")
+            ok = g.ndim == 1 and g.numel() > int(self.idx.max()) and bool(torch.isfinite(g).all())
+            self.norms[role] = g[self.idx] if ok else None
+        return self.norms[role]
 
-    order = [(li, ki, f"layers.{layer}.{key}") for li, layer in enumerate(rm.layers)
-             for ki, key in enumerate(PROFILE_KEYS) if f"layers.{layer}.{key}" in rm.roles]
-    where = {role: (li, ki) for li, ki, role in order}
-    if file_order:
-        rank = {name: i for i, name in enumerate(model.checkpoint.tensors)}
-        order = sorted(order, key=lambda t: rank.get(rm.roles[t[2]].tensor, len(rank)))
-    problems: dict[tuple[int, int], str] = {}
-    for role, w in RoleStream(model, device)([role for _, _, role in order]):
-        li, ki = where[role]
+    def prepare(self, role: str) -> tuple[torch.Tensor | None, Callable[[torch.Tensor], Any]]:
+        """(the feeding norm, the computation of `role`'s profile and sketch from its tensor)."""
+        li, ki = self.where[role]
         key = PROFILE_KEYS[ki]
-        out.tensors += 1
-        if progress:
-            progress(1)
-        keys = () if not sketches else (INFERRED_SKETCH_KEYS if rm.roles[role].inferred else SKETCH_KEYS) \
-            + COMPARE_EXTRA_KEYS
-        g = norm_weight(feeding_norm(rm, rm.layers[li], key))
-        prof, sketch = (_side(w, key, idx, sgn, g, sel, keys, sketch_norms) if proj is None
-                        else _projected_side(w, key, proj, g, sel, keys))
+        keys = () if not self.sketches else (INFERRED_SKETCH_KEYS if self.rm.roles[role].inferred
+                                             else SKETCH_KEYS) + COMPARE_EXTRA_KEYS
+        g = self.norm_weight(feeding_norm(self.rm, self.rm.layers[li], key))
+        if self.proj is None:
+            return g, lambda w: _side(w, key, self.idx, self.sgn, g, self.sel, keys, self.sketch_norms)
+        return g, lambda w: _projected_side(w, key, self.proj, g, self.sel, keys)
+
+    def record(self, role: str, w: torch.Tensor, g: torch.Tensor | None, result: Any, visit: Visitor | None,
+               stream: RoleStream) -> None:
+        """Keep one role's profile and sketch (or its problem), let `visit` see it, release its tensor."""
+        prof, sketch = result.result()
+        li, ki = self.where[role]
+        key = PROFILE_KEYS[ki]
         if not np.isfinite(prof).all():
-            problems[li, ki] = f"{role}: contains NaN or Inf values; not scored"
+            self.problems[li, ki] = f"{role}: contains NaN or Inf values; not scored"
         elif not prof.any():
-            problems[li, ki] = f"{role}: all zeros; not scored"
+            self.problems[li, ki] = f"{role}: all zeros; not scored"
         else:
-            out.values[li, ki] = prof
+            self.out.values[li, ki] = prof
             if visit is not None:
                 visit(role, key, w, g)
             if sketch is not None:
-                out.sketches[(rm.layers[li], key)] = sketch
-    out.problems += [problems[k] for k in sorted(problems)]
-    out.sketches = dict(sorted(out.sketches.items(), key=lambda kv: where[f"layers.{kv[0][0]}.{kv[0][1]}"]))
-    read_norms = [g for g in norms.values() if g is not None]
-    if read_norms:
-        out.constant_norms = sum(1 for g in read_norms if bool((g == g[0]).all())) / len(read_norms)
-    return out
+                self.out.sketches[(self.rm.layers[li], key)] = sketch
+        stream.release(role)
+
+    def finish(self) -> Profiles:
+        """The profiles, problems and sketches in layer order, and the share of constant feeding norms."""
+        out = self.out
+        out.problems += [self.problems[k] for k in sorted(self.problems)]
+        out.sketches = dict(sorted(out.sketches.items(), key=lambda kv: self.where[f"layers.{kv[0][0]}.{kv[0][1]}"]))
+        read_norms = [g for g in self.norms.values() if g is not None]
+        if read_norms:
+            out.constant_norms = sum(1 for g in read_norms if bool((g == g[0]).all())) / len(read_norms)
+        return out

@@ -1,77 +1,146 @@
-"""Stream a model's roles as float32, reading the next tensor while the current one is processed.
+"""Stream a model's roles one tensor at a time, reading ahead of the one being processed.
 
-On the CPU, reads go into a ring of reused byte buffers (AHEAD + 1 of them) and conversions into one
-reused float32 buffer, so a pass over a 7B model costs no fresh pages per tensor and the disk
-keeps busy while the other core computes. On CUDA, tensors move to the device and convert there.
+On the CPU, a safetensors checkpoint is viewed through read-only mappings of its files
+(`provenance.io.mapped`): a reader thread keeps the kernel reading `READAHEAD_BYTES` ahead and maps
+the next `ahead` tensors in, so the disk stays busy while the other core computes and no byte is
+copied; the consumer `release`s each tensor when it is done with it. Other formats are read with
+`reader.read` on the reader thread. On CUDA, tensors move to the device and convert there. The
+plain reference path (`provenance.fastpath`) reads each tensor with `reader.read` when it is asked
+for, on the calling thread.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import numpy as np
 import torch
 
+from provenance import fastpath
 from provenance.arch.view import CanonicalModel, materialize
+from provenance.io import mapped
 from provenance.io.convert import to_f32
 
-AHEAD = 3  # tensors read ahead of the one being processed: keeps the disk busy through long computations
+AHEAD = 3  # tensors mapped in (or read) ahead of the one being processed
+READAHEAD_BYTES = 1 << 30  # how far ahead of the tensor being mapped in the kernel reads (page cache only)
 
 
 class RoleStream:
-    """Yields (role, tensor) in order; each tensor is valid until the next one is yielded.
+    """Yields (role, tensor) in order; a tensor is valid until `release(role)` (or the next yield on the plain path).
 
     Tensors are float32, except on the CPU for roles stored whole (no fused split, transpose or
     expert slice): those come in their stored float dtype, for consumers that widen in blocks.
+    `start(roles)` begins reading before the caller is ready to consume (its reads overlap other work);
+    `then`, if set, runs on the reader thread once the last tensor is in (to start the next stream).
     """
 
     def __init__(self, model: CanonicalModel, device: str = "cpu", *, ahead: int = AHEAD) -> None:
         self.model = model
         self.device = torch.device(device)
         self.ahead = ahead
-        self._raw: list[np.ndarray] = []
-        self._f32: np.ndarray | None = None
-
-    def _buffers(self, roles: list[str]) -> None:
-        """One byte buffer per tensor in flight and one float32 buffer, sized for these roles."""
-        infos = self.model.checkpoint.tensors
-        sources = [infos[self.model.roles.roles[r].tensor] for r in roles]
-        largest = max((i.nbytes for i in sources), default=0)
-        self._raw = [np.empty(largest, np.uint8) for _ in range(self.ahead + 1)]
-        self._f32 = np.empty(max((i.numel for i in sources), default=0), np.float32)
+        self.then: Callable[[], None] | None = None
+        self._roles: list[str] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
+        self._next = 0  # the next role to submit to the reader thread
+        self._advised = 0  # the byte position (in `_spans` order) the kernel was asked to read up to
+        self._spans: list[tuple[mapped.MappedFile, int, int]] = []
+        self._closed = False
 
     @property
-    def _fast(self) -> bool:
-        return self.device.type == "cpu" and hasattr(self.model.checkpoint.reader, "read_into")
+    def mapped(self) -> bool:
+        """Whether tensors are views of mapped files (the fast CPU path for safetensors)."""
+        return (fastpath.enabled() and self.device.type == "cpu" and mapped.available()
+                and hasattr(self.model.checkpoint.reader, "read_mapped"))
 
-    def _read(self, role: str, slot: int) -> torch.Tensor:
-        src = self.model.roles.roles[role]
+    @property
+    def threaded(self) -> bool:
+        return fastpath.enabled() and self.device.type == "cpu"
+
+    def start(self, roles: list[str]) -> None:
+        """Begin reading `roles` ahead (a no-op where reads are not threaded or were already started)."""
+        if self._roles is not None or self._closed or not self.threaded:
+            return
+        self._roles = list(roles)
+        if self.mapped:
+            reader = self.model.checkpoint.reader
+            self._spans = [reader.mapping(self.model.roles.roles[r].tensor) for r in self._roles]
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-read")
+        while self._next < min(self.ahead, len(self._roles)):
+            self._submit()
+
+    def _submit(self) -> None:
+        assert self._pool is not None and self._roles is not None
+        k = self._next
+        self._next += 1
+        self._pending.append(self._pool.submit(self._fetch, k))
+
+    def _fetch(self, k: int) -> torch.Tensor:
+        """On the reader thread: advise read-ahead, map tensor `k` in (or read it), run `then` after the last."""
+        assert self._roles is not None
+        src = self.model.roles.roles[self._roles[k]]
         reader = self.model.checkpoint.reader
-        if self._fast:
-            return reader.read_into(src.tensor, self._raw[slot])
-        return reader.read(src.tensor)
+        if self._spans:
+            self._advise(k)
+            mfile, offset, nbytes = self._spans[k]
+            mfile.populate(offset, nbytes)
+            raw = reader.read_mapped(src.tensor)
+        else:
+            raw = reader.read(src.tensor)
+        if k == len(self._roles) - 1 and self.then is not None:
+            self.then()
+        return raw
+
+    def _advise(self, k: int) -> None:
+        """Ask the kernel to read the tensors after `k` up to READAHEAD_BYTES ahead of it."""
+        done = sum(n for _, _, n in self._spans[:k])
+        stop, pos = done + READAHEAD_BYTES, 0
+        for mfile, offset, nbytes in self._spans:
+            if pos >= stop:
+                break
+            lo, hi = max(pos, self._advised), min(pos + nbytes, stop)
+            if hi > lo:
+                mfile.willneed(offset + lo - pos, hi - lo)
+            pos += nbytes
+        self._advised = max(self._advised, min(pos, stop))
+
+    def release(self, role: str) -> None:
+        """The consumer is done with `role`'s tensor: drop its pages from the mapping (a no-op elsewhere)."""
+        if self._spans:
+            mfile, offset, nbytes = self.model.checkpoint.reader.mapping(self.model.roles.roles[role].tensor)
+            mfile.release(offset, nbytes)
+
+    def close(self) -> None:
+        """Stop the reader thread (reads under way finish; none start, and `start` does nothing after)."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _widened(self, role: str, raw: torch.Tensor) -> torch.Tensor:
+        src = self.model.roles.roles[role]
+        plain = src.expert_index is None and src.cut is None and not src.pre and not src.post
+        if plain and raw.dtype in (torch.bfloat16, torch.float16, torch.float32):
+            return raw
+        return materialize(to_f32(raw), src)
 
     def __call__(self, roles: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         if self.device.type != "cpu":
             for role in roles:
                 yield role, self.model.tensor(role, device=self.device, dtype="float32")
             return
-        if self._fast:
-            self._buffers(roles)
-        slots = self.ahead + 1
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-read") as pool:
-            pending: deque[Future] = deque(pool.submit(self._read, r, k % slots)
-                                           for k, r in enumerate(roles[: self.ahead]))
-            for k, role in enumerate(roles):
-                nxt = k + self.ahead
-                if nxt < len(roles):  # its slot is free: the tensor that used it was yielded and dropped
-                    pending.append(pool.submit(self._read, roles[nxt], nxt % slots))
-                raw = pending.popleft().result()
-                src = self.model.roles.roles[role]
-                plain = src.expert_index is None and src.cut is None and not src.pre and not src.post
-                if plain and raw.dtype in (torch.bfloat16, torch.float16, torch.float32):
-                    yield role, raw
-                else:
-                    yield role, materialize(to_f32(raw, self._f32 if self._fast else None), src)
+        if not self.threaded:
+            for role in roles:
+                yield role, self._widened(role, self.model.checkpoint.reader.read(self.model.roles.roles[role].tensor))
+            return
+        self.start(roles)
+        if self._roles != list(roles):
+            raise ValueError("a started RoleStream must be consumed with the roles it was started with")
+        try:
+            for role in roles:
+                if self._next < len(roles):
+                    self._submit()
+                yield role, self._widened(role, self._pending.popleft().result())
+        finally:
+            self.close()

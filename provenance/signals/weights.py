@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from provenance.arch.view import CanonicalModel
-from provenance.signals.align import ResidualAlignment, align_residual, align_rotation
+from provenance import fastpath
+from provenance.signals.align import ResidualAlignment, align_residual, align_rotation, subsample_rows
 from provenance.signals.direct import sketch_similarity
 from provenance.signals.layermap import (
     SWAPPABLE,
@@ -21,7 +22,8 @@ from provenance.signals.layermap import (
     describe_map,
     match_layers,
 )
-from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles, gated
+from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles, gated, profile_order
+from provenance.signals.stream import RoleStream
 from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import TokenMap, shared_tokens
@@ -64,14 +66,24 @@ def _embedding_pairs(base: CanonicalModel, cand: CanonicalModel, token_map: Toke
 
 
 def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, seed: int,
-                 notes: list[str], token_map: TokenMap | None = None) -> ResidualAlignment | None:
-    """Residual alignment from the two embeddings (None when either has no embedding)."""
+                 notes: list[str], token_map: TokenMap | None = None,
+                 then: Callable[[], None] | None = None) -> ResidualAlignment | None:
+    """Residual alignment from the two embeddings (None when either has no embedding).
+
+    `then()` runs once both embeddings are read, before the alignment is computed (to start the next
+    reads while it computes). On the fast path only the rows the alignment keeps are widened.
+    """
     if "embed" not in base.roles.roles or "embed" not in cand.roles.roles:
         notes.append("no embedding in one model: residual dimensions cannot be aligned")
         return None
     ia, ib, how = _embedding_pairs(base, cand, token_map, notes)
+    keep = subsample_rows(len(ia), seed) if fastpath.enabled() else None
+    if keep is not None:  # the same rows align_residual and align_rotation would keep of all of them
+        ia, ib = [ia[k] for k in keep], [ib[k] for k in keep]
     ea = base.tensor("embed", device=device)[ia].float().cpu().numpy()  # gather rows, then widen
     eb = cand.tensor("embed", device=device)[ib].float().cpu().numpy()
+    if then is not None:
+        then()
     return align_rotation(ea, eb, align_residual(ea, eb, paired_by=how, seed=seed), seed=seed)
 
 
@@ -175,17 +187,23 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     notes: list[str] = []
     if token_map is None and vocabularies is not None and None not in vocabularies:
         token_map = shared_tokens(*vocabularies)  # type: ignore[arg-type]
-    al = align_models(base, cand, device=device, seed=seed, notes=notes, token_map=token_map)
-    if al is None or not base.roles.layers or not cand.roles.layers:
-        if al is not None:
-            notes.append("no transformer layers in one model: nothing to compare layer by layer")
-        return WeightEvidence(al, None, {}, {}, 0, notes=notes)
-
-    norms = not (base.roles.inferred or cand.roles.inferred)  # inferred norms may be the wrong vectors
-    pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress,
-                          sketch_norms=norms)
-    pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress, projection=al.projection,
-                          sketch_norms=norms)
+    streams = RoleStream(base, device), RoleStream(cand, device)
+    streams[0].then = lambda: streams[1].start(profile_order(cand))  # the candidate's reads follow the base's
+    try:
+        al = align_models(base, cand, device=device, seed=seed, notes=notes, token_map=token_map,
+                          then=lambda: streams[0].start(profile_order(base)))
+        if al is None or not base.roles.layers or not cand.roles.layers:
+            if al is not None:
+                notes.append("no transformer layers in one model: nothing to compare layer by layer")
+            return WeightEvidence(al, None, {}, {}, 0, notes=notes)
+        norms = not (base.roles.inferred or cand.roles.inferred)  # inferred norms may be the wrong vectors
+        pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress,
+                              sketch_norms=norms, stream=streams[0])
+        pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
+                              projection=al.projection, sketch_norms=norms, stream=streams[1])
+    finally:
+        for s in streams:
+            s.close()
     extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
     inferred = base.roles.inferred or cand.roles.inferred
     return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
