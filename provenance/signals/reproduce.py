@@ -114,8 +114,7 @@ class Reproduction:
             for k in ("reproduced", "max_abs_diff", "relative_change"):
                 r[k] = None if r[k] is None else float(f"{r[k]:.6g}")
         return {"verdict": self.verdict, "tensors": rows, "cast_threshold": CAST_EXACT,
-                "quantization_threshold": CODES_EQUAL, "lora_rank": self.lora_rank,
-                "seconds": round(self.seconds, 3)}
+                "quantization_threshold": CODES_EQUAL, "lora_rank": self.lora_rank}  # no seconds: same inputs, same JSON
 
 
 def sample_roles(base: CanonicalModel, cand: CanonicalModel, *, seed: int = 0, n: int = SAMPLE) -> list[str]:
