@@ -61,3 +61,20 @@ def test_from_array_matches_numpy_helper(value) -> None:
     ours = onnx_proto.from_array(value)
     np.testing.assert_array_equal(numpy_helper.to_array(ours), value)
     assert ours.data_type == numpy_helper.from_array(value).data_type
+
+
+def test_broadcast_shape_is_numpys() -> None:
+    """The graph's folding infers shapes as numpy broadcasts them, mismatches included."""
+    import itertools
+
+    from provenance.io.onnx_graph import broadcast_shape
+
+    shapes = [(), (1,), (3,), (1, 3), (2, 1), (2, 3), (4, 1, 3), (0,), (0, 3), (1, 0), (5, 0, 1)]
+    for a, b in itertools.product(shapes, shapes):
+        try:
+            expected = tuple(int(d) for d in np.broadcast_shapes(a, b))
+        except ValueError:
+            with pytest.raises(ValueError, match="do not broadcast"):
+                broadcast_shape(a, b)
+        else:
+            assert broadcast_shape(a, b) == expected, (a, b)
