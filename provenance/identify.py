@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from provenance import fastpath
 from provenance.errors import InvalidParameterError
 
 if TYPE_CHECKING:  # the analysis modules load in `identify()`: importing this module stays cheap (the CLI's help)
@@ -153,7 +154,13 @@ def _screen_with_index(query: Fingerprint, digest: Any, index: RegistryIndex,
 
     from provenance.fingerprint.fileformat import load_screens
     from provenance.fingerprint.index import Damaged
-    from provenance.fingerprint.registry import Entry, _slim, screen, screen_index, screen_vectors
+    from provenance.fingerprint.registry import (
+        Entry,
+        _slim,
+        screen,
+        screen_index,
+        screen_vectors,
+    )
     from provenance.fingerprint.screen import SCORES_EPS
 
     table = screen_index(query.screens, digest, index)
@@ -227,7 +234,8 @@ def identify(spec: str | os.PathLike[str] | Fingerprint, *, registry: str | os.P
     """Rank registry entries as the base of `spec`: a model, tokenizer or fingerprint file, or a `Fingerprint`.
 
     `progress`: bars on stderr (None: when stderr is a terminal). `index`: screen from the registry index
-    (kept up to date from the files' stats); False opens every file instead (same result, slower).
+    (kept up to date from the files' stats); False, or the plain path (`fastpath.plain()`), opens every file
+    instead (same result, slower).
     timings: `scan` reads the registry (of which `index` loads or rebuilds the index), `query` fingerprints
     the query, `screen` scores and shortlists, `compare` compares the shortlist in full.
     """
@@ -247,7 +255,7 @@ def identify(spec: str | os.PathLike[str] | Fingerprint, *, registry: str | os.P
     reg = Path(registry) if registry is not None else default_registry()
     dev = resolve_device(device)
     t0 = time.perf_counter()
-    idx = open_index(reg) if index else None  # fail fast on a bad registry, before reading the model
+    idx = open_index(reg) if index and fastpath.enabled() else None  # fail fast on a bad registry, before the model
     entries = scan(reg) if idx is None else []
     t1 = time.perf_counter()
     index_s = idx.seconds if idx is not None else 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from provenance import fastpath
 from provenance.fingerprint.build import fingerprint
 from provenance.fingerprint.model import Fingerprint
 from provenance.io.checkpoint import file_sha256
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from provenance.io.source import ModelSource
     from provenance.options import CompareOptions
     from provenance.result import CompareResult
+    from provenance.vocab.model import Vocabulary
 
 Spec = str | os.PathLike[str]
 
@@ -57,7 +59,7 @@ def fingerprint_info(fp: Fingerprint, spec: Spec, hashes: bool) -> dict[str, Any
         "architecture": model.get("architecture"), "definition": model.get("definition"),
         "roles_inferred": model.get("roles_inferred"), "layers": model.get("layers"),
         "parameters": model.get("parameters"), "dtypes": model.get("dtypes", {}),
-        "tokenizer": fp.vocabulary.summary() if fp.vocabulary is not None else None,
+        "tokenizer": vocabulary_summary(fp.vocabulary) if fp.vocabulary is not None else None,
         "sha256": dict(src.get("sha256", {})) if hashes else {}}
     if fp.path:
         info["fingerprint"] = {"file": fp.path, "sha256": file_sha256(fp.path) if hashes else None,
@@ -65,3 +67,10 @@ def fingerprint_info(fp: Fingerprint, spec: Spec, hashes: bool) -> dict[str, Any
                                "package": src.get("package"), "license": src.get("license"),
                                "lineage": src.get("lineage")}
     return info
+
+
+def vocabulary_summary(v: Vocabulary) -> dict[str, Any]:
+    """`v.summary()`, computed once per vocabulary (identify describes its query in every comparison)."""
+    if not fastpath.enabled():
+        return v.summary()
+    return dict(v.memo("summary", v.summary))

@@ -4,16 +4,22 @@ Merges are kept as their count and sha256 only (the full list would double the f
 comparison then reports whether merges are identical, not how many are shared. Decoding is
 bounded: a table may expand to `RATIO` times its compressed size plus 5 bytes per id (real
 tables expand 2-3x), so a zlib bomb is refused after that many bytes, not after gigabytes.
+A table decoded before (the same compressed bytes: a registry's models often share a tokenizer) is
+not parsed again, and the new vocabulary starts with the token indexes the first one built.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from provenance import fastpath
 from provenance.errors import CorruptFileError
 from provenance.vocab.model import KINDS, Vocabulary
 
@@ -45,7 +51,13 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
         size = fields.get("size") if isinstance(fields, dict) else None
         raise CorruptFileError(f"the fingerprint's tokenizer metadata gives no vocabulary size in [0, {MAX_IDS:,}] "
                                f"(got {str(size)[:40]!r})", path=where)
-    tokens, kinds = _parse(_inflate(blob, RATIO * blob.size + _ENTRY * fields["size"], where), fields["size"], where)
+    key = _TABLES.key(blob, fields["size"]) if fastpath.enabled() else None
+    twin = _TABLES.get(key) if key is not None else None
+    if twin is not None:
+        tokens, kinds = twin.tokens, twin.kinds
+    else:
+        tokens, kinds = _parse(_inflate(blob, RATIO * blob.size + _ENTRY * fields["size"], where), fields["size"],
+                               where)
     if len(tokens) != fields["size"]:
         raise CorruptFileError(f"the fingerprint's token table holds {len(tokens)} ids, its header says "
                                f"{fields['size']}", path=where)
@@ -55,7 +67,57 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
                    specials_recorded=bool(fields.get("specials_recorded", True)), notes=list(fields.get("notes", [])))
     if fields.get("merges_count") is not None:
         v.merges_recorded = (int(fields["merges_count"]), str(fields["merges_sha256"]))
+    if twin is not None:
+        _share_token_indexes(twin, v)
+    elif key is not None:
+        _TABLES.put(key, v)
     return v
+
+
+TOKEN_MEMOS = ("digest", "class_counts", "byte_sorted")  # `Vocabulary.memo` keys computed from tokens and kinds only
+
+
+def _share_token_indexes(twin: Vocabulary, v: Vocabulary) -> None:
+    """Give `v` what `twin` (the same token table) computes from its tokens and kinds alone: its token indexes,
+    digest and class counts (built on `twin` first, so a registry of models sharing a tokenizer builds them
+    once), and whatever else of TOKEN_MEMOS `twin` holds. Both are read-only once built."""
+    from provenance.vocab.classes import vocabulary_classes
+
+    v._ordinary, v._bytes = twin.ordinary(), twin.byte_fallback()
+    twin.digest()
+    vocabulary_classes(twin)
+    v._memo.update({k: twin._memo[k] for k in TOKEN_MEMOS if k in twin._memo})
+
+
+class _TableCache:
+    """Decoded token tables by (sha256 of the compressed table, size): a few, least recently used first out."""
+
+    def __init__(self, tables: int, tokens: int) -> None:
+        self.most, self.most_tokens = tables, tokens
+        self.held: OrderedDict[tuple[bytes, int], Vocabulary] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(blob: np.ndarray, size: int) -> tuple[bytes, int]:
+        return hashlib.sha256(np.ascontiguousarray(blob).data).digest(), size
+
+    def get(self, key: tuple[bytes, int]) -> Vocabulary | None:
+        with self.lock:
+            v = self.held.get(key)
+            if v is not None:
+                self.held.move_to_end(key)
+            return v
+
+    def put(self, key: tuple[bytes, int], v: Vocabulary) -> None:
+        if key[1] > self.most_tokens:
+            return
+        with self.lock:
+            self.held[key] = v
+            while len(self.held) > self.most or sum(len(x.tokens) for x in self.held.values()) > self.most_tokens:
+                self.held.popitem(last=False)
+
+
+_TABLES = _TableCache(tables=8, tokens=1 << 20)
 
 
 def _inflate(blob: np.ndarray, limit: int, where: str) -> bytes:

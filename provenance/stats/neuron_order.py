@@ -28,12 +28,15 @@ the null allows); other evidence must speak for those.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import gammaincc
 
+from provenance import fastpath
 from provenance.stats.tails import binom_sf
 
 SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
@@ -114,7 +117,24 @@ def relabelling_p(arr: np.ndarray, rows: np.ndarray, x: float, *, seed: int) -> 
     """(1 + #{X_pi >= x}) / (1 + draws) over uniformly random relabellings pi of the candidate's rows.
 
     An exact permutation p-value (Monte Carlo over relabellings, seeded), never below 1 / (draws + 1).
+    The relabellings depend only on (seed, rows): they are drawn once per process and reused (identify and
+    audits test many pairs with the same per-layer seeds), the same draws the plain path makes each time.
     """
+    if not fastpath.enabled():
+        return _relabelling_p_plain(arr, rows, x, seed=seed)
+    s, n = len(rows), arr.shape[1]
+    perms = _relabellings(seed, n)
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    offsets = np.arange(s, dtype=np.intp) * n
+    hits = 0
+    for start in range(0, MONTE_CARLO_DRAWS, 2000):  # [2000, s] at a time, as the plain path sums them
+        picked = flat.take(perms[start:start + 2000, :s] + offsets)  # == arr[arange(s)[None, :], perms]
+        hits += int(np.count_nonzero(picked.sum(axis=1) >= x - 1e-9))
+    return (1 + hits) / (1 + MONTE_CARLO_DRAWS)
+
+
+def _relabelling_p_plain(arr: np.ndarray, rows: np.ndarray, x: float, *, seed: int) -> float:
+    """`relabelling_p` drawing its relabellings afresh (the reference the fast path must equal)."""
     rng = np.random.default_rng(seed)
     n = arr.shape[1]
     hits = 0
@@ -123,6 +143,32 @@ def relabelling_p(arr: np.ndarray, rows: np.ndarray, x: float, *, seed: int) -> 
         perms = np.argsort(rng.random((k, n)), axis=1)[:, :len(rows)]  # a uniform injection of the rows
         hits += int(np.count_nonzero(arr[np.arange(len(rows))[None, :], perms].sum(axis=1) >= x - 1e-9))
     return (1 + hits) / (1 + MONTE_CARLO_DRAWS)
+
+
+_DRAWN: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+_DRAWN_BYTES = 64 << 20  # relabellings kept per process (a 256-row layer's take 5 MiB, a 32-row one's 0.6 MiB)
+_DRAWN_LOCK = threading.Lock()
+
+
+def _relabellings(seed: int, n: int) -> np.ndarray:
+    """The MONTE_CARLO_DRAWS relabellings of n rows that `_relabelling_p_plain` draws for `seed`, as
+    [draws, n] narrow integers (read-only), kept in a small least-recently-used store."""
+    key = (seed, n)
+    with _DRAWN_LOCK:
+        if key in _DRAWN:
+            _DRAWN.move_to_end(key)
+            return _DRAWN[key]
+    rng = np.random.default_rng(seed)
+    perms = np.empty((MONTE_CARLO_DRAWS, n), dtype=np.min_scalar_type(max(n - 1, 0)))
+    for start in range(0, MONTE_CARLO_DRAWS, 2000):
+        k = min(2000, MONTE_CARLO_DRAWS - start)
+        perms[start:start + k] = np.argsort(rng.random((k, n)), axis=1)
+    perms.setflags(write=False)
+    with _DRAWN_LOCK:
+        _DRAWN[key] = perms
+        while sum(p.nbytes for p in _DRAWN.values()) > _DRAWN_BYTES and len(_DRAWN) > 1:
+            _DRAWN.popitem(last=False)
+    return perms
 
 
 def fisher(p_values: list[float]) -> float:
