@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,29 +70,36 @@ def default_registry() -> Path:
 
 
 def listing(directory: str | os.PathLike[str]) -> ix.Listing:
-    """The `.fingerprint` files of a registry directory with their stats (no file is opened), sorted by name."""
+    """The `.fingerprint` files of a registry directory with their stats (no file is opened), sorted by name.
+
+    Regular files, or links to one (what `Path.is_file()` accepts); a file gone since the listing, or a
+    dangling link, is left out. One `stat` per name, relative to the open directory (the cost at 100,000 files)."""
     d = Path(directory)
     if not d.is_dir():
         raise ProvenanceError(f"registry {d} is not a directory (pass --registry DIR, or build one with "
                               "`python fingerprints/build.py`)")
-    names, stats, inos = [], [], []
-    with os.scandir(d) as it:
-        for e in it:
-            name = e.name
-            if name.endswith(SUFFIX) and len(name) > len(SUFFIX):  # Path(name).suffix == SUFFIX
-                try:
-                    if e.is_file():
-                        st = e.stat()
-                        names.append(name)
-                        stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-                        inos.append(st.st_ino)
-                except OSError:  # gone since the listing, or a dangling link: as Path.is_file() says
-                    continue
-    if not names:
+    at = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if os.stat in os.supports_dir_fd else None
+    try:
+        names = sorted(n for n in os.listdir(d if at is None else at) if n.endswith(SUFFIX) and len(n) > len(SUFFIX))
+        kept, size, mtime, ctime, ino = [], [], [], [], []
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=at) if at is not None else os.stat(d / name)
+            except OSError:  # gone since the listing, or a dangling link: as Path.is_file() says
+                continue
+            if stat.S_ISREG(st.st_mode):
+                kept.append(name)
+                size.append(st.st_size)
+                mtime.append(st.st_mtime_ns)
+                ctime.append(st.st_ctime_ns)
+                ino.append(st.st_ino)
+    finally:
+        if at is not None:
+            os.close(at)
+    if not kept:
         raise ProvenanceError(f"registry {d} holds no {SUFFIX} files")
-    order = sorted(range(len(names)), key=names.__getitem__)
-    return ix.Listing([names[i] for i in order], np.array(stats, dtype=np.int64)[order],
-                      np.array(inos, dtype=np.uint64)[order])
+    stats = np.array([size, mtime, ctime], dtype=np.int64).T.copy()
+    return ix.Listing(kept, stats, np.array(ino, dtype=np.uint64))
 
 
 def registry_files(directory: str | os.PathLike[str]) -> list[Path]:
