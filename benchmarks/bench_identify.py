@@ -1,14 +1,15 @@
 """`identify` at registry scale: the registry index (cold build, warm load), the screen, the shortlist's full
 comparison and peak RSS, for synthetic registries of 1,000 and 100,000 entries; and, at 1,000 entries, the
-per-file path (`identify(..., index=False)`: every file opened, as before the index) in the same run, with a
-check that both paths give the same result.
+plain reference path (`PROVENANCE_PLAIN=1`: every file opened as before the index, and every speed-up of the
+full comparison off) in the same run, with a check that both paths give the same result.
 
 Every measurement runs in a fresh interpreter (`bench_compare.run_child`), so `ru_maxrss` is its own:
 
     index-cold   the index deleted, then open_index(DIR): every file read, the index written
     index-warm   open_index(DIR) again: the stats compared, the index loaded (state must be "loaded")
-    identify     identify(QUERY, registry=DIR, device="cpu", hashes=False) with the index; its stages
-    per-file     the same with index=False (only for registries of at most --old-max entries)
+    identify     identify(QUERY, registry=DIR, device="cpu", hashes=False) with the index; its stages, and
+                 the CPU seconds of the whole call
+    plain        the same under PROVENANCE_PLAIN=1 (only for registries of at most --old-max entries)
 
 The query is a fingerprint file (default: the shipped all-MiniLM-L6-v2), so its "fingerprinting" is loading
 it; that time is reported apart and left out of the totals.
@@ -186,9 +187,9 @@ def _identify(query: str, folder: str, index: bool) -> dict[str, Any]:
     from provenance.fingerprint import load
     from provenance.fingerprint.registry import open_index, scan
     from provenance.identify import SHORTLIST, identify, shortlist_registry
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     r = identify(query, registry=folder, device="cpu", hashes=False, top=10, index=index)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     doc = r.to_dict()
     timings = doc.pop("timings")
     fp = load(query)
@@ -199,7 +200,7 @@ def _identify(query: str, folder: str, index: bool) -> dict[str, Any]:
     shortlist_registry(fp, Path(folder), SHORTLIST, idx, entries)
     again = {"scan_wall": w1 - w0, "scan_cpu": c1 - c0, "screen_wall": time.perf_counter() - w1,
              "screen_cpu": time.process_time() - c1}
-    return {"total_seconds": total, "timings": timings, "scanned": r.scanned, "shortlisted": r.shortlisted,
+    return {"total_seconds": total, "cpu_seconds": cpu, "timings": timings, "scanned": r.scanned, "shortlisted": r.shortlisted,
             "top": [(c.name, c.label) for c in r.candidates[:3]], "again": again,
             "doc": json.loads(r.to_json()) | {"timings": None}}
 
@@ -216,7 +217,7 @@ def child_main(kind: str, args: list[str]) -> None:
     import provenance.fingerprint.registry  # noqa: F401
     import provenance.identify  # noqa: F401
     runners = {"index": lambda: _index(args[0]), "identify": lambda: _identify(args[0], args[1], True),
-               "per-file": lambda: _identify(args[0], args[1], False)}
+               "plain": lambda: _identify(args[0], args[1], False)}
     bench_compare.print_measured(kind, runners[kind])
 
 
@@ -224,9 +225,15 @@ def run_child(*args: str) -> dict[str, Any]:
     return bench_compare.run_child(*args, script=__file__)
 
 
-def measure(*args: str) -> dict[str, Any]:
+def measure(*args: str, plain: bool = False) -> dict[str, Any]:
+    """One measurement in a fresh interpreter (plain: under PROVENANCE_PLAIN=1), with the load average around it."""
     load0 = os.getloadavg()[0]
-    r = run_child("--measure", *args)
+    if plain:
+        os.environ["PROVENANCE_PLAIN"] = "1"
+    try:
+        r = run_child("--measure", *args)
+    finally:
+        os.environ.pop("PROVENANCE_PLAIN", None)
     r["loadavg_1min"] = [load0, os.getloadavg()[0]]
     return r
 
@@ -234,7 +241,7 @@ def measure(*args: str) -> dict[str, Any]:
 # --- the driver ---------------------------------------------------------------------------
 
 def bench_size(n: int, folder: Path, query: Path, repeats: int, old_max: int) -> dict[str, Any]:
-    """Cold build, warm loads, identify with the index (and per file, when n <= old_max) for one registry."""
+    """Cold build, warm loads, identify with the index (and on the plain path, when n <= old_max) for one registry."""
     from_index = folder / ".provenance-index"
     from_index.unlink(missing_ok=True)
     cold = measure("index", str(folder))
@@ -242,7 +249,7 @@ def bench_size(n: int, folder: Path, query: Path, repeats: int, old_max: int) ->
     print(f"  {n:>7,} entries  index cold build {cold['seconds']:7.2f} s (CPU {cold['cpu_seconds']:.1f} s)  "
           f"peak RSS {cold['peak_rss_mib']:6.0f} MiB  "
           f"index {cold['result']['index_bytes'] / MIB:7.1f} MiB  load {cold['loadavg_1min'][0]:.1f}", flush=True)
-    row: dict[str, Any] = {"entries": n, "cold": cold, "warm": [], "identify": [], "per_file": []}
+    row: dict[str, Any] = {"entries": n, "cold": cold, "warm": [], "identify": [], "plain": []}
     for _ in range(repeats):
         warm = measure("index", str(folder))
         assert warm["result"]["state"] == "loaded", warm["result"]
@@ -253,20 +260,22 @@ def bench_size(n: int, folder: Path, query: Path, repeats: int, old_max: int) ->
         again = new["result"]["again"]
         print(f"  {n:>7,} entries  index warm load {warm['seconds']:6.3f} s   identify: scan {t['scan']:.3f} s (index "
               f"{t['index']:.3f}) screen {t['screen']:.3f} s compare {t['compare']:.2f} s query {t['query']:.3f} s  "
-              f"shortlisted {new['result']['shortlisted']}  peak RSS {new['peak_rss_mib']:.0f} MiB  "
+              f"shortlisted {new['result']['shortlisted']}  identify CPU {new['result']['cpu_seconds']:.2f} s  "
+              f"peak RSS {new['peak_rss_mib']:.0f} MiB  "
               f"load {new['loadavg_1min'][0]:.1f}; again: scan CPU {again['scan_cpu']:.3f} s, screen CPU "
               f"{again['screen_cpu']:.3f} s", flush=True)
         if n <= old_max:
-            old = measure("per-file", str(query), str(folder))
-            row["per_file"].append(old)
+            old = measure("plain", str(query), str(folder), plain=True)
+            row["plain"].append(old)
             same = old["result"]["doc"] == new["result"]["doc"]
             t = old["result"]["timings"]
             again = old["result"]["again"]
-            print(f"  {n:>7,} entries  per-file path: scan {t['scan']:.3f} s screen {t['screen']:.3f} s compare "
-                  f"{t['compare']:.2f} s  peak RSS {old['peak_rss_mib']:.0f} MiB  same result: {same}; again: scan "
+            print(f"  {n:>7,} entries  plain path: scan {t['scan']:.3f} s screen {t['screen']:.3f} s compare "
+                  f"{t['compare']:.2f} s  identify CPU {old['result']['cpu_seconds']:.2f} s  peak RSS "
+                  f"{old['peak_rss_mib']:.0f} MiB  load {old['loadavg_1min'][0]:.1f}  same result: {same}; again: scan "
                   f"CPU {again['scan_cpu']:.3f} s, screen CPU {again['screen_cpu']:.3f} s", flush=True)
             if not same:
-                raise SystemExit("the index path and the per-file path disagree")
+                raise SystemExit("the fast path and the plain path disagree")
     return row
 
 
@@ -275,12 +284,15 @@ def _best(runs: list[dict[str, Any]], key: Any) -> float:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: per registry size and path, best of the repeats (seconds; CPU: the scan and screen run again)."""
+    """Markdown: per registry size and path, best of the repeats (seconds; scan + screen CPU: the two run again;
+    identify CPU: the whole call, query included)."""
     head = ("| entries | path | index build cold s | index load warm s | scan s | screen s | scan + screen s "
-            "| scan + screen CPU s | shortlisted | compare s | total excl. query s | query s | peak RSS MiB |")
-    lines = [head, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| scan + screen CPU s | shortlisted | compare s | total excl. query s | identify CPU s | query s "
+            "| peak RSS MiB | load |")
+    lines = [head, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                   "| ---: |"]
     for r in rows:
-        for path, runs in (("index", r["identify"]), ("per file", r["per_file"])):
+        for path, runs in (("index", r["identify"]), ("plain (per file)", r["plain"])):
             if not runs:
                 continue
             t = [x["result"]["timings"] for x in runs]
@@ -291,8 +303,10 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"| {r['entries']:,} | {path} | {cold} | {warm} | {min(x['scan'] for x in t):.3f} | "
                 f"{min(x['screen'] for x in t):.3f} | {min(x['scan'] + x['screen'] for x in t):.3f} | {cpu:.3f} | "
                 f"{runs[0]['result']['shortlisted']} | {min(x['compare'] for x in t):.2f} | "
-                f"{min(x['scan'] + x['screen'] + x['compare'] for x in t):.2f} | {min(x['query'] for x in t):.3f} | "
-                f"{min(x['peak_rss_mib'] for x in runs):.0f} |")
+                f"{min(x['scan'] + x['screen'] + x['compare'] for x in t):.2f} | "
+                f"{min(x['result']['cpu_seconds'] for x in runs):.2f} | {min(x['query'] for x in t):.3f} | "
+                f"{min(x['peak_rss_mib'] for x in runs):.0f} | "
+                f"{min(x['loadavg_1min'][0] for x in runs):.1f}-{max(x['loadavg_1min'][1] for x in runs):.1f} |")
     return "\n".join(lines)
 
 
@@ -306,7 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2,
                    help="warm loads and identify runs per size (default: %(default)s)")
     p.add_argument("--old-max", type=int, default=1000,
-                   help="largest registry also run per file, the path before the index (default: %(default)s)")
+                   help="largest registry also run on the plain path (PROVENANCE_PLAIN=1) (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.add_argument("--measure", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the analysis modules load in `identify()`: importing this m
     from provenance.fingerprint.index import RegistryIndex
     from provenance.fingerprint.model import Fingerprint
     from provenance.fingerprint.registry import Entry, Screen
+    from provenance.options import CompareOptions
     from provenance.result import CompareResult
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,31 @@ def shortlist_registry(query: Fingerprint, registry: Path, n: int, index: Regist
     return _screen_per_file(query, entries, n), len(entries), rebuilt
 
 
+def _compare_shortlist(chosen: list[tuple[Entry, Screen]], query: Fingerprint, label: str, opts: CompareOptions,
+                       dev: Any, progress: bool | None) -> list[Candidate]:
+    """Each shortlisted entry compared with the query in full, unranked. BLAS runs one thread meanwhile (fast
+    path): the products are small, and on a busy machine a second BLAS thread mostly waits for a core."""
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    from provenance.fingerprint.compare import compare_loaded
+    from provenance.fingerprint.fileformat import load
+    from provenance.progress import bar
+
+    found = []
+    with bar(len(chosen), "comparing with the registry", "entry", progress) as b, \
+            threadpool_limits(1, user_api="blas") if fastpath.enabled() else nullcontext():
+        for e, s in chosen:
+            r = compare_loaded(load(e.path), query, e.path, label, opts, dev)
+            v = r.verdict
+            found.append(Candidate(0, e.name, str(e.path), "model" if e.has_weights else "tokenizer", v.label,
+                                   v.relation, v.p_value, v.confidence, list(v.decided_by), strongest_finding(r),
+                                   asdict(s), dict(e.meta.get("source", {})), r))
+            b.update(1)
+    return found
+
+
 def strongest_finding(r: CompareResult) -> str:
     """The finding that carries the verdict: the deciding signal's test, else the verdict's explanation."""
     for e in r.evidence:
@@ -241,8 +267,6 @@ def identify(spec: str | os.PathLike[str] | Fingerprint, *, registry: str | os.P
     """
     from provenance.comparison import CompareOptions
     from provenance.fingerprint.build import fingerprint
-    from provenance.fingerprint.compare import compare_loaded
-    from provenance.fingerprint.fileformat import load
     from provenance.fingerprint.model import Fingerprint
     from provenance.fingerprint.registry import default_registry, open_index, scan
     from provenance.io.convert import resolve_device
@@ -268,16 +292,8 @@ def identify(spec: str | os.PathLike[str] | Fingerprint, *, registry: str | os.P
     t2 = time.perf_counter()
     chosen, scanned, rebuilt = shortlist_registry(query, reg, shortlist, idx, entries)
     t3 = time.perf_counter()
-    opts = CompareOptions(device=str(dev), seed=seed, hashes=hashes)
-    found = []
-    with bar(len(chosen), "comparing with the registry", "entry", progress) as b:
-        for e, s in chosen:
-            r = compare_loaded(load(e.path), query, e.path, label, opts, dev)
-            v = r.verdict
-            found.append(Candidate(0, e.name, str(e.path), "model" if e.has_weights else "tokenizer", v.label,
-                                   v.relation, v.p_value, v.confidence, list(v.decided_by), strongest_finding(r),
-                                   asdict(s), dict(e.meta.get("source", {})), r))
-            b.update(1)
+    found = _compare_shortlist(chosen, query, label, CompareOptions(device=str(dev), seed=seed, hashes=hashes), dev,
+                               progress)
     t4 = time.perf_counter()
     found.sort(key=_rank_key)
     for i, c in enumerate(found):
