@@ -88,22 +88,38 @@ def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
     return torch.from_numpy((w64 * w64).sum(axis=axis))
 
 
-def _blocked_sums(w: torch.Tensor, axis: int, cols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """`_norms_sq(w, axis)` bit for bit, and the float32 values of columns `cols`, in one pass over row blocks.
+def _stored(w: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's stored values as numpy, no copy (bfloat16 as its uint16 bit patterns)."""
+    return w.view(torch.int16).numpy().view(np.uint16) if w.dtype == torch.bfloat16 else w.numpy()
+
+
+def _widened(blk: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Stored values (from `_stored`) as float32 in `out`, exactly (bfloat16: a 16-bit shift); float32 as is."""
+    if blk.dtype == np.float32:
+        return blk
+    out = out[:blk.size].reshape(blk.shape)
+    if blk.dtype == np.uint16:
+        np.left_shift(blk, 16, out=out.view(np.uint32), dtype=np.uint32)
+    else:
+        np.copyto(out, blk)
+    return out
+
+
+def _blocked_sums(raw: np.ndarray, axis: int, cols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`_norms_sq` bit for bit on `_stored` values, and the float32 values of columns `cols`, in one pass.
 
     Each block of rows is widened into small reused buffers (it stays in the CPU cache), its columns
     picked while it is there; for axis 0 the running sums ride as the block's first row, so numpy adds
-    the rows in the same order as over the whole tensor.
+    the rows in the same order as over the whole tensor. Numpy only: no torch thread pool is woken.
     """
-    n_rows, n_cols = w.shape
+    n_rows, n_cols = raw.shape
     rows = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
     buf = np.zeros((rows + 1, n_cols))  # row 0: the running column sums (axis 0)
-    s32 = np.empty(rows * n_cols, np.float32) if w.dtype != torch.float32 else None
+    s32 = np.empty(rows * n_cols, np.float32)
     sums = buf[0] if axis == 0 else np.empty(n_rows)
     picked = np.empty((n_rows, len(cols)), np.float32) if cols is not None else None
     for r0 in range(0, n_rows, rows):
-        blk = w[r0:r0 + rows]
-        b32 = blk.numpy() if s32 is None else to_f32(blk, s32).numpy()
+        b32 = _widened(raw[r0:r0 + rows], s32)
         n = b32.shape[0]
         if picked is not None:
             np.take(b32, cols, axis=1, out=picked[r0:r0 + n])
@@ -117,33 +133,57 @@ def _blocked_sums(w: torch.Tensor, axis: int, cols: np.ndarray | None) -> tuple[
     return sums.copy(), picked
 
 
-def _sums_and_columns(w: torch.Tensor, axis: int, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(sums of squares along `axis`, float32 columns `cols` or None): block-wise on the CPU fast path."""
-    if fastpath.enabled() and w.device.type == "cpu" and w.dtype in _BLOCKED_DTYPES and w.ndim == 2:
-        sums, picked = _blocked_sums(w, axis, None if cols is None else cols.numpy())
-        return torch.from_numpy(sums), None if picked is None else torch.from_numpy(picked)
-    return _norms_sq(w, axis), None if cols is None else w[:, cols].float()
-
-
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
           sel: torch.Tensor, sketch_keys: tuple[str, ...] = SKETCH_KEYS,
           sketch_norm: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(profile over the matched residual dims, sketch [rows, SKETCH_DIMS] or None); `sketch_norm` False keeps
-    the sketch's rows as stored (where the feeding norm may be misidentified)."""
-    sketched = key in sketch_keys
+    the sketch's rows as stored (where the feeding norm may be misidentified). The plain reference of
+    `_side_blocked`."""
     if key in INPUT_KEYS:
-        sums, picked = _sums_and_columns(w, 0, idx[sel] if sketched else None)
-        prof = sums.sqrt()[idx]
+        prof = _norms_sq(w, 0).sqrt()[idx]
         if g is not None:
             prof = prof * g.abs()
         sketch = None
-        if picked is not None:
-            sketch = picked * sgn[sel] * (g[sel] if g is not None and sketch_norm else 1.0)
+        if key in sketch_keys:
+            sketch = w[:, idx[sel]].float() * sgn[sel] * (g[sel] if g is not None and sketch_norm else 1.0)
     else:
-        prof = _sums_and_columns(w, 1, None)[0].sqrt()[idx]
-        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if sketched else None
+        prof = _norms_sq(w, 1).sqrt()[idx]
+        sketch = (w[idx[sel], :].float() * sgn[sel, None]).t() if key in sketch_keys else None
     to_np = (lambda t: t.to(torch.float16).cpu().numpy().copy()) if sketch is not None else None
     return prof.cpu().numpy(), (to_np(sketch) if to_np else None)
+
+
+def blocked(w: torch.Tensor) -> bool:
+    """Whether `_side_blocked` takes this tensor (the fast path, a 2-D CPU tensor of a widened float dtype)."""
+    return fastpath.enabled() and w.device.type == "cpu" and w.dtype in _BLOCKED_DTYPES and w.ndim == 2
+
+
+def _sqrt(x: np.ndarray) -> np.ndarray:
+    """torch's float64 square root, as the plain path takes it (numpy's differs in the last bit for some x)."""
+    return torch.from_numpy(x).sqrt().numpy()
+
+
+def _side_blocked(w: torch.Tensor, key: str, idx: np.ndarray, sgn: np.ndarray, g: np.ndarray | None,
+                  sel: np.ndarray, sketch_keys: tuple[str, ...], sketch_norm: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """`_side` in numpy, block by block: the same float64 profile and float16 sketch, bit for bit (IEEE
+    arithmetic rounds each operation the same whichever library does it; the test suite checks)."""
+    raw = _stored(w)
+    with np.errstate(all="ignore"):  # NaN/Inf weights are reported by the caller, as on the plain path
+        if key in INPUT_KEYS:
+            sums, picked = _blocked_sums(raw, 0, idx[sel] if key in sketch_keys else None)
+            prof = _sqrt(sums)[idx]
+            if g is not None:
+                prof = prof * np.abs(g)
+            sketch = None
+            if picked is not None:
+                sketch = picked * sgn[sel] * (g[sel] if g is not None and sketch_norm else np.float32(1.0))
+        else:
+            prof = _sqrt(_blocked_sums(raw, 1, None)[0])[idx]
+            sketch = None
+            if key in sketch_keys:
+                rows = raw[idx[sel]]
+                sketch = (_widened(rows, np.empty(rows.size, np.float32)) * sgn[sel, None]).T
+        return prof, (np.ascontiguousarray(sketch.astype(np.float16)) if sketch is not None else None)
 
 
 def _projected_side(w: torch.Tensor, key: str, proj: torch.Tensor, g: torch.Tensor | None, sel: torch.Tensor,
@@ -187,7 +227,8 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
                      progress: Callable[[int], None] | None = None, sketches: bool = True,
                      visit: Visitor | None = None, file_order: bool = True,
                      projection: np.ndarray | None = None, sketch_norms: bool = True,
-                     stream: RoleStream | None = None) -> Profiles:
+                     stream: RoleStream | None = None,
+                     sketched: Callable[[int, str, np.ndarray], None] | None = None) -> Profiles:
     """Stream every profiled role of one model; `dims`/`signs` select and orient matched residual dims.
 
     `visit(role, key, tensor, norm_weight)` sees each finite tensor while it is in memory (the
@@ -198,6 +239,7 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
     selecting `dims`. `sketch_norms=False` leaves the feeding norms out of the sketches (both models of a
     pair where either's norms were told apart by file order only: a wrong norm would scramble the rows).
     `stream`: a `RoleStream` of this model already started on `profile_order(model, file_order=...)`.
+    `sketched(layer, key, sketch)` hears of each sketch as it is kept (to start work on it early).
     On the mapped CPU path, COMPUTE_WORKERS tensors are reduced at once; results, `visit` calls and
     their order are those of the one-at-a-time loop.
     """
@@ -213,9 +255,9 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
             g, call = job.prepare(role)
             pending.append((role, w, g, pool.submit(call, w) if workers else _Done(call(w))))
             while len(pending) > workers:
-                job.record(*pending.popleft(), visit, stream)
+                job.record(*pending.popleft(), visit, stream, sketched)
         while pending:
-            job.record(*pending.popleft(), visit, stream)
+            job.record(*pending.popleft(), visit, stream, sketched)
     return job.finish()
 
 
@@ -260,12 +302,15 @@ class _ProfileJob:
         keys = () if not self.sketches else (INFERRED_SKETCH_KEYS if self.rm.roles[role].inferred
                                              else SKETCH_KEYS) + COMPARE_EXTRA_KEYS
         g = self.norm_weight(feeding_norm(self.rm, self.rm.layers[li], key))
-        if self.proj is None:
-            return g, lambda w: _side(w, key, self.idx, self.sgn, g, self.sel, keys, self.sketch_norms)
-        return g, lambda w: _projected_side(w, key, self.proj, g, self.sel, keys)
+        if self.proj is not None:
+            return g, lambda w: _projected_side(w, key, self.proj, g, self.sel, keys)
+        arrays = (self.idx.numpy(), self.sgn.numpy(), None if g is None else g.numpy(), self.sel.numpy()) \
+            if self.dev.type == "cpu" else None
+        return g, lambda w: (_side_blocked(w, key, *arrays, keys, self.sketch_norms) if arrays and blocked(w)
+                             else _side(w, key, self.idx, self.sgn, g, self.sel, keys, self.sketch_norms))
 
     def record(self, role: str, w: torch.Tensor, g: torch.Tensor | None, result: Any, visit: Visitor | None,
-               stream: RoleStream) -> None:
+               stream: RoleStream, sketched: Callable[[int, str, np.ndarray], None] | None) -> None:
         """Keep one role's profile and sketch (or its problem), let `visit` see it, release its tensor."""
         prof, sketch = result.result()
         li, ki = self.where[role]
@@ -280,6 +325,8 @@ class _ProfileJob:
                 visit(role, key, w, g)
             if sketch is not None:
                 self.out.sketches[(self.rm.layers[li], key)] = sketch
+                if sketched is not None:
+                    sketched(self.rm.layers[li], key, sketch)
         stream.release(role)
 
     def finish(self) -> Profiles:

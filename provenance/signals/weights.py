@@ -7,12 +7,15 @@ role of the base, then of the candidate. Keeps only profiles and small sketches.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from provenance.arch.view import CanonicalModel
 from provenance import fastpath
+from provenance.arch.view import CanonicalModel, materialize
+from provenance.io import mapped
+from provenance.io.convert import resolve_device
 from provenance.signals.align import ResidualAlignment, align_residual, align_rotation, subsample_rows
 from provenance.signals.direct import sketch_similarity
 from provenance.signals.layermap import (
@@ -24,7 +27,16 @@ from provenance.signals.layermap import (
 )
 from provenance.signals.profiles import PROFILE_KEYS, Profiles, compute_profiles, gated, profile_order
 from provenance.signals.stream import RoleStream
-from provenance.stats.neuron_order import NeuronAgreement, NeuronOrder, neuron_agreement, neuron_order
+from provenance.stats.neuron_order import (
+    LayerOrder,
+    NeuronAgreement,
+    NeuronOrder,
+    best_of,
+    fisher,
+    neuron_agreement,
+    neuron_order,
+    neuron_order_layer,
+)
 from provenance.vocab.model import Vocabulary
 from provenance.vocab.token_map import TokenMap, shared_tokens
 
@@ -80,23 +92,106 @@ def align_models(base: CanonicalModel, cand: CanonicalModel, *, device: str, see
     keep = subsample_rows(len(ia), seed) if fastpath.enabled() else None
     if keep is not None:  # the same rows align_residual and align_rotation would keep of all of them
         ia, ib = [ia[k] for k in keep], [ib[k] for k in keep]
-    ea = base.tensor("embed", device=device)[ia].float().cpu().numpy()  # gather rows, then widen
-    eb = cand.tensor("embed", device=device)[ib].float().cpu().numpy()
+    ea, eb = _embedding_rows(base, ia, device), _embedding_rows(cand, ib, device)  # gather rows, then widen
     if then is not None:
         then()
     return align_rotation(ea, eb, align_residual(ea, eb, paired_by=how, seed=seed), seed=seed)
 
 
-def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int) -> dict:
+def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.ndarray:
+    """Float32 embedding rows `rows`; on the fast CPU path gathered from the mapped file, which is read
+    at the disk's pace in one go and never copied whole."""
+    reader = model.checkpoint.reader
+    if not (fastpath.enabled() and resolve_device(device).type == "cpu" and hasattr(reader, "read_mapped")
+            and mapped.available()):
+        return model.tensor("embed", device=device)[rows].float().cpu().numpy()
+    src = model.roles.roles["embed"]
+    mfile, offset, nbytes = reader.mapping(src.tensor)
+    mfile.populate(offset, nbytes)
+    try:
+        return materialize(reader.read_mapped(src.tensor), src)[rows].float().numpy()
+    finally:
+        mfile.release(offset, nbytes)
+
+
+class _Tail:
+    """Per-layer tests of same-numbered layer pairs, started while the candidate still streams (fast path).
+
+    The layer map is known only once every profile is in, but a derived model's map is mostly the
+    identity: each candidate sketch is measured against the same-numbered base layer's as it arrives,
+    on a background thread, and the final tests take those results wherever they ask for the very same
+    arguments (the same sketches and seed); anything else is computed then, as on the plain path.
+    """
+
+    def __init__(self, pa: Profiles, base_layers: list[int], cand_layers: list[int], *, inferred: bool,
+                 seed: int) -> None:
+        self.pa, self.seed = pa, seed
+        self.partner = dict(zip(cand_layers, base_layers))
+        self.position = {b: j for j, b in enumerate(cand_layers)}
+        key = "mlp.gate" if gated(pa.sketches) else "mlp.up"
+        self.order_key, self.order_alts = key, ((key, "mlp.up") if inferred and key == "mlp.gate" else (key,))
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="provenance-tail") if fastpath.enabled() else None
+        self.similar: dict[tuple[int, str, int, str], Future] = {}
+        self.order: dict[tuple[int, int, str, int], Future] = {}
+
+    def sketched(self, b: int, alt: str, sketch: np.ndarray) -> None:
+        """A candidate sketch was kept: start its measurements against the same-numbered base layer."""
+        if self.pool is None or b not in self.partner:
+            return
+        a = self.partner[b]
+        for key, alternatives in SKETCH_PAIRS:
+            if alt in alternatives and (a, key) in self.pa.sketches:
+                self.similar[(a, key, b, alt)] = self.pool.submit(sketch_similarity, self.pa.sketches[(a, key)],
+                                                                  sketch, seed=self.seed)
+        rows = self.pa.sketches.get((a, self.order_key))
+        if alt in self.order_alts and rows is not None and rows.shape == sketch.shape and rows.shape[0] >= 16:
+            s = self.seed + self.position[b]  # the layer's seed if every layer before it is tested too
+            self.order[(a, b, alt, s)] = self.pool.submit(neuron_order_layer, rows, sketch, seed=s, base_layer=a,
+                                                          candidate_layer=b)
+
+    def similarity(self, a: int, key: str, b: int, alt: str, sa: np.ndarray, sb: np.ndarray) -> dict:
+        f = self.similar.get((a, key, b, alt))
+        return dict(f.result()) if f is not None else sketch_similarity(sa, sb, seed=self.seed)
+
+    def layer_order(self, a: int, b: int, alt: str, seed: int, rows_a: np.ndarray, rows_b: np.ndarray) -> LayerOrder:
+        f = self.order.get((a, b, alt, seed))
+        if f is not None:
+            return replace(f.result())  # a copy: best_of scales the p it keeps in place
+        return neuron_order_layer(rows_a, rows_b, seed=seed, base_layer=a, candidate_layer=b)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _neuron_order(pairs: list[tuple[int, int, np.ndarray, list[tuple[str, np.ndarray]]]], *, role: str, seed: int,
+                  tail: _Tail) -> NeuronOrder | None:
+    """`stats.neuron_order.neuron_order` with each layer's test taken from `tail` (the same loop, seeds and
+    combination; tests/test_weights_fastpath.py holds the two to the same results)."""
+    tested = []
+    for i, (la, lb, a, b) in enumerate(pairs):
+        options = [(alt, x) for alt, x in b if x.shape == a.shape and a.shape[0] >= 16]
+        if options:
+            tested.append(best_of([tail.layer_order(la, lb, alt, seed + i, a, x) for alt, x in options]))
+    if not tested:
+        return None
+    effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
+    return NeuronOrder(tested, fisher([r.p_value for r in tested]), effect, role)
+
+
+def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int, tail: _Tail | None = None) -> dict:
     def measure(a: int, key: str, b: int, alt: str) -> dict | None:
         if (a, key) not in pa.sketches or (b, alt) not in pb.sketches:
             return None
+        if tail is not None:
+            return tail.similarity(a, key, b, alt, pa.sketches[(a, key)], pb.sketches[(b, alt)])
         return sketch_similarity(pa.sketches[(a, key)], pb.sketches[(b, alt)], seed=seed)
 
     return layer_similarities(lm, measure, pa.constant_norms, pb.constant_norms)
 
 
-def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool, seed: int) -> NeuronOrder | None:
+def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool, seed: int,
+                      tail: _Tail | None = None) -> NeuronOrder | None:
     """The exact neuron-order test on every candidate layer's best base layer, from the MLP input sketches.
 
     Gated MLPs use the gate rows, others the up rows. Where roles were inferred from shapes, gate and
@@ -107,16 +202,21 @@ def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: boo
     pairs = [(a, b, pa.sketches[(a, key)], [pb.sketches[(b, alt)] for alt in alternatives if (b, alt) in pb.sketches])
              for a, b, _, _ in lm.best if (a, key) in pa.sketches]
     role = key if len(alternatives) == 1 else f"{key} (or {alternatives[1]}: roles inferred)"
+    if tail is not None and tail.pool is not None:
+        named = [(a, b, pa.sketches[(a, key)], [(alt, pb.sketches[(b, alt)]) for alt in alternatives
+                                               if (b, alt) in pb.sketches])
+                 for a, b, _, _ in lm.best if (a, key) in pa.sketches]
+        return _neuron_order([x for x in named if x[3]], role=role, seed=seed, tail=tail)
     return neuron_order([x for x in pairs if x[3]], role=role, seed=seed)
 
 
 ORDER_DECIDES_P = 1e-6  # where the exact test is this small, the relabelled-neuron test is not run
 
 
-def neuron_tests(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool,
-                 seed: int) -> tuple[NeuronOrder | None, NeuronAgreement | None]:
+def neuron_tests(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: bool, seed: int,
+                 tail: _Tail | None = None) -> tuple[NeuronOrder | None, NeuronAgreement | None]:
     """The exact neuron-order test, and the relabelled-neuron test only where the exact one is silent."""
-    order = neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed)
+    order = neuron_order_test(pa, pb, lm, inferred=inferred, seed=seed, tail=tail)
     if order is not None and order.p_value < ORDER_DECIDES_P:
         return order, None
     return order, neuron_agreement_test(pa, pb, lm, inferred=inferred, seed=seed)
@@ -188,6 +288,7 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
     if token_map is None and vocabularies is not None and None not in vocabularies:
         token_map = shared_tokens(*vocabularies)  # type: ignore[arg-type]
     streams = RoleStream(base, device), RoleStream(cand, device)
+    tail: _Tail | None = None
     streams[0].then = lambda: streams[1].start(profile_order(cand))  # the candidate's reads follow the base's
     try:
         al = align_models(base, cand, device=device, seed=seed, notes=notes, token_map=token_map,
@@ -199,16 +300,20 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
         norms = not (base.roles.inferred or cand.roles.inferred)  # inferred norms may be the wrong vectors
         pa = compute_profiles(base, al.dims_a, np.ones_like(al.signs), device=device, progress=progress,
                               sketch_norms=norms, stream=streams[0])
+        inferred = base.roles.inferred or cand.roles.inferred
+        tail = _Tail(pa, base.roles.layers, cand.roles.layers, inferred=inferred, seed=seed)
         pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
-                              projection=al.projection, sketch_norms=norms, stream=streams[1])
+                              projection=al.projection, sketch_norms=norms, stream=streams[1], sketched=tail.sketched)
+        extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
+        return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
+                                      similarities=lambda lm: _similarities(pa, pb, lm, seed, tail),
+                                      neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred, seed=seed,
+                                                                          tail=tail))
     finally:
         for s in streams:
             s.close()
-    extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
-    inferred = base.roles.inferred or cand.roles.inferred
-    return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
-                                  similarities=lambda lm: _similarities(pa, pb, lm, seed),
-                                  neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred, seed=seed))
+        if tail is not None:
+            tail.close()
 
 
 def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *, inferred: bool, seed: int,
