@@ -25,9 +25,11 @@ from provenance.vocab.model import KINDS, Vocabulary
 
 RATIO = 16  # most a token table may expand (real ones: 2.1-2.7x)
 MAX_IDS = 1 << 22  # most ids a vocabulary may have (the largest real ones: ~262k)
-_ENTRY = struct.calcsize("<BI")  # kind code and length before each token's bytes
+_HEAD = struct.Struct("<BI")  # kind code and length before each token's bytes
+_ENTRY = _HEAD.size
 _CODE = {"": 0, **{k: i + 1 for i, k in enumerate(KINDS)}}
 _KIND = {v: k for k, v in _CODE.items()}
+_KIND_BY_CODE = [_KIND.get(code) for code in range(256)]  # None: not a kind code
 
 
 def encode(v: Vocabulary) -> tuple[np.ndarray, dict[str, Any]]:
@@ -138,18 +140,23 @@ def _inflate(blob: np.ndarray, limit: int, where: str) -> bytes:
 
 def _parse(raw: bytes, size: int, where: str) -> tuple[list[bytes | None], list[str]]:
     """(tokens, kinds) from the decompressed table; at most `size` + 1 entries are read."""
+    unpack, kind_of = _HEAD.unpack_from, _KIND_BY_CODE
     tokens: list[bytes | None] = []
     kinds: list[str] = []
-    pos = 0
-    while pos < len(raw) and len(tokens) <= size:
-        if pos + _ENTRY > len(raw):
+    add_token, add_kind = tokens.append, kinds.append  # one loop step per token: 200k-token tables
+    pos, end = 0, len(raw)
+    for i in range(size + 1):
+        if pos >= end:
+            break
+        if pos + _ENTRY > end:
             raise CorruptFileError("the fingerprint's token table ends inside an entry", path=where)
-        code, n = struct.unpack_from("<BI", raw, pos)
+        code, n = unpack(raw, pos)
         pos += _ENTRY
-        if code not in _KIND or pos + n > len(raw):
-            raise CorruptFileError(f"the fingerprint's token table has a bad entry at id {len(tokens)} (kind code "
-                                   f"{code}, {n} bytes, {len(raw) - pos} left)", path=where)
-        tokens.append(raw[pos:pos + n] if code else None)
-        kinds.append(_KIND[code])
-        pos += n
+        stop, kind = pos + n, kind_of[code]
+        if kind is None or stop > end:
+            raise CorruptFileError(f"the fingerprint's token table has a bad entry at id {i} (kind code "
+                                   f"{code}, {n} bytes, {end - pos} left)", path=where)
+        add_token(raw[pos:stop] if code else None)
+        add_kind(kind)
+        pos = stop
     return tokens, kinds
