@@ -23,7 +23,6 @@ import provenance.signals.profiles as profiles
 from provenance import fastpath
 from provenance.arch.view import open_model
 from provenance.comparison import CompareOptions, compare
-from provenance.signals import stream as stream_module
 from tests.families import add_noise, permute_residual, rotate_residual, to_dtype
 from tests.tiny_models import build_hf, shard, tiny_llama_state, write_hf_dir
 
@@ -36,7 +35,6 @@ BIG_VOCAB = 5000  # above align.MAX_TOKENS: the alignment keeps a subsample of t
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of a few rows, so each tensor is reduced in many blocks (the running sums cross blocks)."""
     monkeypatch.setattr(profiles, "CHUNK_ELEMENTS", 200)
-    monkeypatch.setattr(stream_module, "READAHEAD_BYTES", 50_000)  # read-ahead windows end inside the files
 
 
 def _big_vocab_llama(seed: int) -> tuple[dict[str, torch.Tensor], dict]:

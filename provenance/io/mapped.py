@@ -2,9 +2,9 @@
 
 `pread` copies every byte from the page cache into a buffer of ours; a mapping lets the kernel hand
 over its own pages instead, so a stream over a 7B checkpoint spends its CPU on the arithmetic, not
-on copies. Pages are brought in ahead of use (`willneed`: asynchronous read-ahead into the page
-cache, no memory of ours; `populate`: mapped in, waited for, on a reader thread) and dropped from
-our mapping after use (`release`), so resident memory stays bounded by the tensors in flight. The
+on copies. Pages are mapped in ahead of use on a reader thread (`populate`: the kernel reads the
+range in large sequential requests and the thread waits for them) and dropped from our mapping
+after use (`release`), so resident memory stays bounded by the tensors in flight. The
 mapping is private and copy-on-write: a consumer that wrote into a view would change only its own
 copy, never the file.
 
@@ -29,7 +29,7 @@ _POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14; older
 
 def available() -> bool:
     """Whether this platform can map files and advise the kernel about them (Linux and most Unixes)."""
-    return hasattr(mmap.mmap, "madvise") and hasattr(mmap, "MADV_WILLNEED") and hasattr(mmap, "MADV_DONTNEED")
+    return hasattr(mmap.mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED")
 
 
 class MappedFile:
@@ -56,10 +56,6 @@ class MappedFile:
         hi = min(self.size, offset + nbytes)
         if self._map is not None and hi > lo:
             self._map.madvise(option, lo, hi - lo)
-
-    def willneed(self, offset: int, nbytes: int) -> None:
-        """Start reading the range into the page cache and return (nothing is mapped in)."""
-        self._advise(mmap.MADV_WILLNEED, offset, nbytes)
 
     def populate(self, offset: int, nbytes: int) -> None:
         """Map the range in, waiting for its reads, so that the thread computing on it never faults."""
