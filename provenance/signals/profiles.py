@@ -113,7 +113,7 @@ def _blocked_sums(raw: np.ndarray, axis: int, cols: np.ndarray | None) -> tuple[
     the rows in the same order as over the whole tensor. Numpy only: no torch thread pool is woken.
     """
     n_rows, n_cols = raw.shape
-    rows = max(1, CHUNK_ELEMENTS // max(n_cols, 1))
+    rows = max(1, min(n_rows, CHUNK_ELEMENTS // max(n_cols, 1)))  # a small tensor takes small buffers
     buf = np.zeros((rows + 1, n_cols))  # row 0: the running column sums (axis 0)
     s32 = np.empty(rows * n_cols, np.float32)
     sums = buf[0] if axis == 0 else np.empty(n_rows)

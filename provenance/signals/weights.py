@@ -7,10 +7,12 @@ role of the base, then of the candidate. Keeps only profiles and small sketches.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from provenance import fastpath
 from provenance.arch.view import CanonicalModel, materialize
@@ -114,6 +116,9 @@ def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.n
         mfile.release(offset, nbytes)
 
 
+TAIL_WORKERS = 2  # per-layer tests under way at once (each is a few small BLAS products and numpy passes)
+
+
 class _Tail:
     """Per-layer tests of same-numbered layer pairs, started while the candidate still streams (fast path).
 
@@ -130,7 +135,8 @@ class _Tail:
         self.position = {b: j for j, b in enumerate(cand_layers)}
         key = "mlp.gate" if gated(pa.sketches) else "mlp.up"
         self.order_key, self.order_alts = key, ((key, "mlp.up") if inferred and key == "mlp.gate" else (key,))
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="provenance-tail") if fastpath.enabled() else None
+        self.pool = (ThreadPoolExecutor(TAIL_WORKERS, thread_name_prefix="provenance-tail") if fastpath.enabled()
+                     else None)
         self.similar: dict[tuple[int, str, int, str], Future] = {}
         self.order: dict[tuple[int, int, str, int], Future] = {}
 
@@ -302,13 +308,17 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
                               sketch_norms=norms, stream=streams[0])
         inferred = base.roles.inferred or cand.roles.inferred
         tail = _Tail(pa, base.roles.layers, cand.roles.layers, inferred=inferred, seed=seed)
-        pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
-                              projection=al.projection, sketch_norms=norms, stream=streams[1], sketched=tail.sketched)
-        extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
-        return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
-                                      similarities=lambda lm: _similarities(pa, pb, lm, seed, tail),
-                                      neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred, seed=seed,
-                                                                          tail=tail))
+        # the tail's small products gain nothing from a second BLAS thread, which only spins against the
+        # threads that reduce the candidate's tensors (the thread count changes no product's value)
+        with threadpool_limits(1, user_api="blas") if fastpath.enabled() else nullcontext():
+            pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
+                                  projection=al.projection, sketch_norms=norms, stream=streams[1],
+                                  sketched=tail.sketched)
+            extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
+            return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
+                                          similarities=lambda lm: _similarities(pa, pb, lm, seed, tail),
+                                          neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred,
+                                                                              seed=seed, tail=tail))
     finally:
         for s in streams:
             s.close()
