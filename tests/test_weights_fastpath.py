@@ -11,6 +11,7 @@ pair, with the block size shrunk so every tensor spans many blocks.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import provenance.signals.profiles as profiles
 from provenance import fastpath
 from provenance.arch.view import open_model
 from provenance.comparison import CompareOptions, compare
+from provenance.signals import profiles
 from tests.families import add_noise, permute_residual, rotate_residual, to_dtype
 from tests.tiny_models import build_hf, shard, tiny_llama_state, write_hf_dir
 
@@ -52,7 +53,7 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
     """name -> (base dir, candidate dir): a derived pair per stored dtype, a rotated and an independent pair."""
     root = tmp_path_factory.mktemp("fastpath")
     state, config = _big_vocab_llama(0)
-    derived, dcfg = add_noise(*permute_residual(state, config, seed=3), rel=0.05, seed=4)
+    derived, _ = add_noise(*permute_residual(state, config, seed=3), rel=0.05, seed=4)
     rotated, rcfg = rotate_residual(state, config, seed=5)
     other, ocfg = _big_vocab_llama(1)
     out = {}
@@ -97,8 +98,10 @@ def _same(a: Any, b: Any, where: str) -> None:
             _same(x, y, f"{where}[{i}]")
     elif isinstance(a, np.ndarray):
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), where
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), (where, a, b)
     else:
-        assert a == b or (a != a and b != b), (where, a, b)
+        assert a == b, (where, a, b)
 
 
 @pytest.mark.parametrize("name", ["derived-bfloat16", "derived-float16", "derived-float32", "rotated-bfloat16",
