@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaincc
 
 from provenance import fastpath
-from provenance.stats.tails import binom_sf
+from provenance.stats.tails import binom_sf, chi2_sf_even
 
 SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
 P_FLOOR = 1e-300
@@ -180,7 +179,7 @@ def fisher(p_values: list[float]) -> float:
     if not p_values:
         return 1.0
     stat = -2.0 * sum(math.log(max(p, P_FLOOR)) for p in p_values)
-    return float(min(1.0, max(gammaincc(len(p_values), stat / 2.0), P_FLOOR)))
+    return float(min(1.0, max(chi2_sf_even(stat, 2 * len(p_values)), P_FLOOR)))
 
 
 def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: int = 0,
