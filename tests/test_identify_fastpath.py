@@ -3,7 +3,8 @@
 The speed-ups checked here: the registry index and its batch screen (plain: every file opened and screened
 alone), the relabellings of the neuron-order test drawn once per process (plain: drawn for every layer
 pair), token tables decoded once per process and their indexes shared between fingerprints holding the same
-table (plain: every table parsed and indexed), each vocabulary's summary computed once. The candidates, their
+table (plain: every table parsed and indexed) and the shared-token map of two tables computed once, each
+vocabulary's summary computed once, the shortlist compared with one BLAS thread. The candidates, their
 order, verdicts, p-values, screens and every full comparison's JSON must be equal, to the last bit.
 """
 
@@ -21,6 +22,7 @@ from provenance import fastpath
 from provenance.fingerprint import index as ix
 from provenance.fingerprint import load
 from provenance.fingerprint.compare import vocabulary_summary
+from provenance.fingerprint.vocab_codec import CONTENT_KEY
 from provenance.identify import identify
 from provenance.stats.neuron_order import neuron_order_layer, relabelling_p
 
@@ -108,3 +110,5 @@ def test_a_token_table_decoded_twice_is_the_same_vocabulary() -> None:
     assert b.vocabulary.ordinary() == fresh.vocabulary.ordinary()
     assert b.vocabulary.digest() == fresh.vocabulary.digest() == fresh.vocabulary._digest()
     assert vocabulary_summary(b.vocabulary) == fresh.vocabulary.summary() != vocabulary_summary(a.vocabulary)
+    assert b.vocabulary.memoized(CONTENT_KEY) == a.vocabulary.memoized(CONTENT_KEY) is not None  # one token map
+    assert fresh.vocabulary.memoized(CONTENT_KEY) is None

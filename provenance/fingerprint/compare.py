@@ -70,7 +70,8 @@ def fingerprint_info(fp: Fingerprint, spec: Spec, hashes: bool) -> dict[str, Any
 
 
 def vocabulary_summary(v: Vocabulary) -> dict[str, Any]:
-    """`v.summary()`, computed once per vocabulary (identify describes its query in every comparison)."""
+    """`v.summary()`, computed once per vocabulary (identify describes its query in every comparison). Kept
+    under the file it names: copies of one tokenizer share their memo (`provenance.vocab.cache`)."""
     if not fastpath.enabled():
         return v.summary()
-    return dict(v.memo("summary", v.summary))
+    return dict(v.memo(f"summary of {v.source}", v.summary))

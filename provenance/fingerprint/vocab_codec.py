@@ -5,7 +5,8 @@ comparison then reports whether merges are identical, not how many are shared. D
 bounded: a table may expand to `RATIO` times its compressed size plus 5 bytes per id (real
 tables expand 2-3x), so a zlib bomb is refused after that many bytes, not after gigabytes.
 A table decoded before (the same compressed bytes: a registry's models often share a tokenizer) is
-not parsed again, and the new vocabulary starts with the token indexes the first one built.
+not parsed again, and the new vocabulary starts with the token indexes the first one built; every
+decoded table carries a content key, so `provenance.vocab.cache` pairs two tables' tokens once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from provenance import fastpath
 from provenance.errors import CorruptFileError
+from provenance.vocab.cache import _KEY as CONTENT_KEY
 from provenance.vocab.model import KINDS, Vocabulary
 
 RATIO = 16  # most a token table may expand (real ones: 2.1-2.7x)
@@ -73,6 +75,8 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
         _share_token_indexes(twin, v)
     elif key is not None:
         _TABLES.put(key, v)
+    if key is not None:  # `vocab.cache.cached_map` then pairs the tokens of two tables once
+        v.memo(CONTENT_KEY, lambda: f"fingerprint token table {key[0].hex()} {key[1]}")
     return v
 
 
