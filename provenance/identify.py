@@ -218,19 +218,14 @@ def shortlist_registry(query: Fingerprint, registry: Path, n: int, index: Regist
 
 def _compare_shortlist(chosen: list[tuple[Entry, Screen]], query: Fingerprint, label: str, opts: CompareOptions,
                        dev: Any, progress: bool | None) -> list[Candidate]:
-    """Each shortlisted entry compared with the query in full, unranked. BLAS runs one thread meanwhile (fast
-    path): the products are small, and on a busy machine a second BLAS thread mostly waits for a core."""
-    from contextlib import nullcontext
-
-    from threadpoolctl import threadpool_limits
-
+    """Each shortlisted entry compared with the query in full, unranked. (BLAS keeps its threads: holding
+    OpenBLAS to one changes float32 products of 7B-sized rows in their last bits, see 2145a3a.)"""
     from provenance.fingerprint.compare import compare_loaded
     from provenance.fingerprint.fileformat import load
     from provenance.progress import bar
 
     found = []
-    with bar(len(chosen), "comparing with the registry", "entry", progress) as b, \
-            threadpool_limits(1, user_api="blas") if fastpath.enabled() else nullcontext():
+    with bar(len(chosen), "comparing with the registry", "entry", progress) as b:
         for e, s in chosen:
             r = compare_loaded(load(e.path), query, e.path, label, opts, dev)
             v = r.verdict

@@ -4,7 +4,7 @@ The speed-ups checked here: the registry index and its batch screen (plain: ever
 alone), the relabellings of the neuron-order test drawn once per process (plain: drawn for every layer
 pair), token tables decoded once per process and their indexes shared between fingerprints holding the same
 table (plain: every table parsed and indexed) and the shared-token map of two tables computed once, each
-vocabulary's summary computed once, the shortlist compared with one BLAS thread. The candidates, their
+vocabulary's summary computed once. The candidates, their
 order, verdicts, p-values, screens and every full comparison's JSON must be equal, to the last bit.
 """
 
