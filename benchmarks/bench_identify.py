@@ -183,7 +183,8 @@ def _index(folder: str) -> dict[str, Any]:
 
 
 def _identify(query: str, folder: str, index: bool) -> dict[str, Any]:
-    """identify(), then its scan and screen once more, timed in CPU seconds too (the CPUs are shared)."""
+    """identify() with its CPU seconds, then its scan and screen once more, timed in CPU seconds too (the CPUs
+    are shared)."""
     from provenance.fingerprint import load
     from provenance.fingerprint.registry import open_index, scan
     from provenance.identify import SHORTLIST, identify, shortlist_registry
@@ -200,8 +201,8 @@ def _identify(query: str, folder: str, index: bool) -> dict[str, Any]:
     shortlist_registry(fp, Path(folder), SHORTLIST, idx, entries)
     again = {"scan_wall": w1 - w0, "scan_cpu": c1 - c0, "screen_wall": time.perf_counter() - w1,
              "screen_cpu": time.process_time() - c1}
-    return {"total_seconds": total, "cpu_seconds": cpu, "timings": timings, "scanned": r.scanned, "shortlisted": r.shortlisted,
-            "top": [(c.name, c.label) for c in r.candidates[:3]], "again": again,
+    return {"total_seconds": total, "cpu_seconds": cpu, "timings": timings, "scanned": r.scanned,
+            "shortlisted": r.shortlisted, "top": [(c.name, c.label) for c in r.candidates[:3]], "again": again,
             "doc": json.loads(r.to_json()) | {"timings": None}}
 
 
@@ -289,8 +290,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("| entries | path | index build cold s | index load warm s | scan s | screen s | scan + screen s "
             "| scan + screen CPU s | shortlisted | compare s | total excl. query s | identify CPU s | query s "
             "| peak RSS MiB | load |")
-    lines = [head, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-                   "| ---: |"]
+    lines = [head, "| ---: | --- |" + " ---: |" * 13]
     for r in rows:
         for path, runs in (("index", r["identify"]), ("plain (per file)", r["plain"])):
             if not runs:

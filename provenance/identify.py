@@ -155,13 +155,7 @@ def _screen_with_index(query: Fingerprint, digest: Any, index: RegistryIndex,
 
     from provenance.fingerprint.fileformat import load_screens
     from provenance.fingerprint.index import Damaged
-    from provenance.fingerprint.registry import (
-        Entry,
-        _slim,
-        screen,
-        screen_index,
-        screen_vectors,
-    )
+    from provenance.fingerprint.registry import Entry, _slim, screen, screen_index, screen_vectors
     from provenance.fingerprint.screen import SCORES_EPS
 
     table = screen_index(query.screens, digest, index)
@@ -218,8 +212,8 @@ def shortlist_registry(query: Fingerprint, registry: Path, n: int, index: Regist
 
 def _compare_shortlist(chosen: list[tuple[Entry, Screen]], query: Fingerprint, label: str, opts: CompareOptions,
                        dev: Any, progress: bool | None) -> list[Candidate]:
-    """Each shortlisted entry compared with the query in full, unranked. (BLAS keeps its threads: holding
-    OpenBLAS to one changes float32 products of 7B-sized rows in their last bits, see 2145a3a.)"""
+    """Each shortlisted entry compared with the query in full, unranked. (BLAS keeps its threads: one thread
+    changes float32 products of 7B-sized rows in their last bits, and the plain path must agree.)"""
     from provenance.fingerprint.compare import compare_loaded
     from provenance.fingerprint.fileformat import load
     from provenance.progress import bar
