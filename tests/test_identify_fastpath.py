@@ -22,9 +22,9 @@ from provenance import fastpath
 from provenance.fingerprint import index as ix
 from provenance.fingerprint import load
 from provenance.fingerprint.compare import vocabulary_summary
-from provenance.fingerprint.vocab_codec import CONTENT_KEY
 from provenance.identify import identify
 from provenance.stats.neuron_order import neuron_order_layer, relabelling_p
+from provenance.vocab.cache import content_key
 
 SHIPPED = Path(__file__).resolve().parents[1] / "fingerprints"
 ENTRIES = ["all-minilm-l6-v2", "all-minilm-l6-v2-int8-onnx", "bge-small-en-v1.5", "ms-marco-minilm-l12-v2",
@@ -110,5 +110,5 @@ def test_a_token_table_decoded_twice_is_the_same_vocabulary() -> None:
     assert b.vocabulary.ordinary() == fresh.vocabulary.ordinary()
     assert b.vocabulary.digest() == fresh.vocabulary.digest() == fresh.vocabulary._digest()
     assert vocabulary_summary(b.vocabulary) == fresh.vocabulary.summary() != vocabulary_summary(a.vocabulary)
-    assert b.vocabulary.memoized(CONTENT_KEY) == a.vocabulary.memoized(CONTENT_KEY) is not None  # one token map
-    assert fresh.vocabulary.memoized(CONTENT_KEY) is None
+    assert content_key(b.vocabulary) == content_key(a.vocabulary) is not None  # one token map
+    assert content_key(fresh.vocabulary) is None

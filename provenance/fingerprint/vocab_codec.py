@@ -22,7 +22,7 @@ import numpy as np
 
 from provenance import fastpath
 from provenance.errors import CorruptFileError
-from provenance.vocab.cache import _KEY as CONTENT_KEY
+from provenance.vocab.cache import set_content_key
 from provenance.vocab.model import KINDS, Vocabulary
 
 RATIO = 16  # most a token table may expand (real ones: 2.1-2.7x)
@@ -76,11 +76,11 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
     elif key is not None:
         _TABLES.put(key, v)
     if key is not None:  # `vocab.cache.cached_map` then pairs the tokens of two tables once
-        v.memo(CONTENT_KEY, lambda: f"fingerprint token table {key[0].hex()} {key[1]}")
+        set_content_key(v, f"fingerprint token table {key[0].hex()} {key[1]}")
     return v
 
 
-TOKEN_MEMOS = ("digest", "class_counts", "byte_sorted")  # `Vocabulary.memo` keys computed from tokens and kinds only
+TOKEN_MEMOS = ("digest", "class_counts", "byte_sorted", "specials")  # `Vocabulary.memo` keys computed from tokens and kinds only
 
 
 def _share_token_indexes(twin: Vocabulary, v: Vocabulary) -> None:
@@ -89,10 +89,9 @@ def _share_token_indexes(twin: Vocabulary, v: Vocabulary) -> None:
     once), and whatever else of TOKEN_MEMOS `twin` holds. Both are read-only once built."""
     from provenance.vocab.classes import vocabulary_classes
 
-    v._ordinary, v._bytes = twin.ordinary(), twin.byte_fallback()
     twin.digest()
     vocabulary_classes(twin)
-    v._memo.update({k: twin._memo[k] for k in TOKEN_MEMOS if k in twin._memo})
+    v.share_indexes(twin, TOKEN_MEMOS)
 
 
 class _TableCache:

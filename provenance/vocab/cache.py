@@ -74,7 +74,7 @@ def cached_vocabulary(path: Path, read: Callable[[Path], Vocabulary]) -> Vocabul
     hit = _vocabularies.get(key)
     if hit is None:
         hit = read(path)
-        hit.memo(_KEY, lambda: key)
+        set_content_key(hit, key)
         _vocabularies.put(key, hit)
     if hit.source == str(path):
         return hit
@@ -83,9 +83,19 @@ def cached_vocabulary(path: Path, read: Callable[[Path], Vocabulary]) -> Vocabul
     return named
 
 
+def content_key(v: Vocabulary) -> str | None:
+    """The content key `v` was marked with (None: read on the plain path, or built in memory)."""
+    return v.memoized(_KEY)
+
+
+def set_content_key(v: Vocabulary, key: str) -> None:
+    """Mark `v` as read from content `key` (a fingerprint's token table), so `cached_map` pairs it once."""
+    v.memo(_KEY, lambda: key)
+
+
 def cached_map(base: Vocabulary, candidate: Vocabulary, compute: Callable[[], T]) -> T:
     """`compute()` once per pair of cached vocabularies' contents (always computed for others)."""
-    ka, kb = base.memoized(_KEY), candidate.memoized(_KEY)
+    ka, kb = content_key(base), content_key(candidate)
     if ka is None or kb is None:
         return compute()
     hit = _maps.get((ka, kb))

@@ -75,8 +75,17 @@ class Vocabulary:
         """What `memo` keeps under `key`, or None when nothing was computed for it."""
         return self._memo.get(key)
 
+    def share_indexes(self, twin: Vocabulary, memos: tuple[str, ...]) -> None:
+        """Take `twin`'s token indexes and its `memos` entries: `twin` holds the same tokens and kinds (a
+        fingerprint's token table decoded before), so what it computed from them holds here too."""
+        self._ordinary, self._bytes = twin.ordinary(), twin.byte_fallback()
+        self._memo.update({k: twin._memo[k] for k in memos if k in twin._memo})
+
     def specials(self) -> dict[str, int]:
-        """Special and added token text -> id."""
+        """Special and added token text -> id (computed once: a read-only vocabulary's specials do not change)."""
+        return dict(self.memo("specials", self._specials))
+
+    def _specials(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for i, (t, k) in enumerate(zip(self.tokens, self.kinds)):
             if t is not None and k in (SPECIAL, ADDED):
