@@ -117,6 +117,7 @@ def test_compare_is_the_same_on_the_plain_path(pairs: dict[str, tuple[Path, Path
     _same({k: v for k, v in fast.to_dict().items() if k != "environment"},
           {k: v for k, v in plain.to_dict().items() if k != "environment"}, "json")
     _same(_raw(fast.weights), _raw(plain.weights), "weights")
+    _same(_raw(compare(base, cand, OPTS).weights), _raw(fast.weights), "again")  # threads change nothing either
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))

@@ -240,12 +240,13 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
     pair where either's norms were told apart by file order only: a wrong norm would scramble the rows).
     `stream`: a `RoleStream` of this model already started on `profile_order(model, file_order=...)`.
     `sketched(layer, key, sketch)` hears of each sketch as it is kept (to start work on it early).
-    On the mapped CPU path, COMPUTE_WORKERS tensors are reduced at once; results, `visit` calls and
-    their order are those of the one-at-a-time loop.
+    On the mapped CPU path, COMPUTE_WORKERS tensors are reduced at once (numpy passes only; a `projection`
+    needs matrix products, whose bits may depend on how many threads run them, so it stays in line);
+    results, `visit` calls and their order are those of the one-at-a-time loop.
     """
     job = _ProfileJob(model, dims, signs, device, sketches, projection, sketch_norms)
     stream = stream or RoleStream(model, device)
-    workers = COMPUTE_WORKERS if stream.mapped else 0
+    workers = COMPUTE_WORKERS if stream.mapped and projection is None else 0  # products stay on one thread
     pending: deque[tuple[str, torch.Tensor, torch.Tensor | None, Any]] = deque()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="provenance-profile") as pool:
         for role, w in stream(profile_order(model, file_order=file_order)):

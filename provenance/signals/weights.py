@@ -125,7 +125,9 @@ def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.n
         mfile.release(offset, nbytes)
 
 
-TAIL_WORKERS = 2  # per-layer tests under way at once (each is a few small BLAS products and numpy passes)
+# One thread, and done before the layer map: OpenBLAS's float32 products depend on how many threads it
+# gives a call, which changes when two calls overlap or when threadpool_limits (the layer map's) is in force.
+TAIL_WORKERS = 1
 
 
 class _Tail:
@@ -173,6 +175,11 @@ class _Tail:
         if f is not None:
             return replace(f.result())  # a copy: best_of scales the p it keeps in place
         return neuron_order_layer(rows_a, rows_b, seed=seed, base_layer=a, candidate_layer=b)
+
+    def drain(self) -> None:
+        """Wait for every test started early (before anything else may change BLAS's thread count)."""
+        for f in [*self.similar.values(), *self.order.values()]:
+            f.exception()
 
     def close(self) -> None:
         if self.pool is not None:
@@ -318,11 +325,13 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
         inferred = base.roles.inferred or cand.roles.inferred
         tail = _Tail(pa, base.roles.layers, cand.roles.layers, inferred=inferred, seed=seed)
         # BLAS keeps its threads: OpenBLAS's float32 products differ in the last bits between one thread and
-        # two (8-layer 7B-shaped pair: a neuron-order layer's in-place share 0.379883 against 0.375)
+        # two (8-layer 7B-shaped pair: a neuron-order layer's in-place share 0.379883 against 0.375), so the
+        # tail runs its products one at a time, with the thread count the plain path has
         pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
                               projection=al.projection, sketch_norms=norms, stream=streams[1],
                               sketched=tail.sketched)
         extra = sorted(set(base.roles.roles) ^ set(cand.roles.roles))
+        tail.drain()
         return evidence_from_profiles(al, pa, pb, inferred=inferred, seed=seed, notes=notes, extra_roles=extra,
                                       similarities=lambda lm: _similarities(pa, pb, lm, seed, tail),
                                       neuron_test=lambda lm: neuron_tests(pa, pb, lm, inferred=inferred,
