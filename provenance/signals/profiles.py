@@ -78,14 +78,28 @@ def _norms_sq(w: torch.Tensor, axis: int) -> torch.Tensor:
     Float64 makes the result independent of the summation order that the BLAS, the SIMD width
     or the thread count picks: the float16 profiles a fingerprint stores then come out bit-identical
     on every machine (in float32, a residual permutation alone changed 90% of MiniLM's column norms).
-    Every stored float widens to float64 exactly and squares exactly there; numpy then adds the rows
-    one after another (axis 0) or each row pairwise (axis 1), as `_blocked_sums` does block by block.
+    On the CPU the tensor is widened block by block into small reused buffers (no full copy).
     """
     if w.device.type != "cpu":
         w = w.double()
         return (w * w).sum(dim=axis)
-    w64 = to_f32(w).numpy().astype(np.float64)
-    return torch.from_numpy((w64 * w64).sum(axis=axis))
+    spec = "ij,ij->j" if axis == 0 else "ij,ij->i"
+    cols = max(w.shape[1], 1)
+    rows = max(1, CHUNK_ELEMENTS // cols)
+    s32 = np.empty(rows * cols, np.float32) if w.dtype != torch.float32 else None
+    s64 = np.empty(rows * cols, np.float64)
+    parts = []
+    acc = np.zeros(w.shape[1], np.float64) if axis == 0 else None
+    for r0 in range(0, w.shape[0], rows):
+        blk = w[r0:r0 + rows]
+        b32 = blk.numpy() if s32 is None else to_f32(blk, s32).numpy()
+        b64 = s64[:b32.size].reshape(b32.shape)
+        np.copyto(b64, b32)
+        if acc is not None:
+            acc += np.einsum(spec, b64, b64)
+        else:
+            parts.append(np.einsum(spec, b64, b64))
+    return torch.from_numpy(acc if acc is not None else np.concatenate(parts))
 
 
 def _stored(w: torch.Tensor) -> np.ndarray:
@@ -106,31 +120,27 @@ def _widened(blk: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def _blocked_sums(raw: np.ndarray, axis: int, cols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """`_norms_sq` bit for bit on `_stored` values, and the float32 values of columns `cols`, in one pass.
-
-    Each block of rows is widened into small reused buffers (it stays in the CPU cache), its columns
-    picked while it is there; for axis 0 the running sums ride as the block's first row, so numpy adds
-    the rows in the same order as over the whole tensor. Numpy only: no torch thread pool is woken.
-    """
+    """`_norms_sq` bit for bit on `_stored` values (the same blocks, widening and sums), and the float32
+    values of columns `cols` picked from each block while it is in the CPU cache: one pass, numpy only
+    (no torch thread pool is woken from the compute threads)."""
     n_rows, n_cols = raw.shape
-    rows = max(1, min(n_rows, CHUNK_ELEMENTS // max(n_cols, 1)))  # a small tensor takes small buffers
-    buf = np.zeros((rows + 1, n_cols))  # row 0: the running column sums (axis 0)
-    s32 = np.empty(rows * n_cols, np.float32)
-    sums = buf[0] if axis == 0 else np.empty(n_rows)
+    spec = "ij,ij->j" if axis == 0 else "ij,ij->i"
+    rows = max(1, CHUNK_ELEMENTS // max(n_cols, 1))  # the blocks of `_norms_sq`
+    size = min(n_rows, rows) * n_cols  # a small tensor takes small buffers
+    s32, s64 = np.empty(size, np.float32), np.empty(size, np.float64)
+    sums = np.zeros(n_cols) if axis == 0 else np.empty(n_rows)
     picked = np.empty((n_rows, len(cols)), np.float32) if cols is not None else None
     for r0 in range(0, n_rows, rows):
         b32 = _widened(raw[r0:r0 + rows], s32)
-        n = b32.shape[0]
         if picked is not None:
-            np.take(b32, cols, axis=1, out=picked[r0:r0 + n])
-        sq = buf[1:1 + n]
-        np.copyto(sq, b32)
-        np.multiply(sq, sq, out=sq)
+            np.take(b32, cols, axis=1, out=picked[r0:r0 + len(b32)])
+        b64 = s64[:b32.size].reshape(b32.shape)
+        np.copyto(b64, b32)
         if axis == 0:
-            np.add.reduce(buf[:1 + n], axis=0, out=sums)
+            sums += np.einsum(spec, b64, b64)
         else:
-            np.add.reduce(sq, axis=1, out=sums[r0:r0 + n])
-    return sums.copy(), picked
+            sums[r0:r0 + len(b32)] = np.einsum(spec, b64, b64)
+    return sums, picked
 
 
 def _side(w: torch.Tensor, key: str, idx: torch.Tensor, sgn: torch.Tensor, g: torch.Tensor | None,
