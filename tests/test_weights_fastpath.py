@@ -5,7 +5,7 @@ threads, widens only the embedding rows the alignment keeps, and starts the next
 plain path reads each tensor whole when it is asked for and reduces it in one piece. Both must give
 the same verdict, p-values, JSON and every raw weight measurement, bit for bit, for checkpoints stored
 in bfloat16, float16 and float32 (each widens differently), on a permuted, a rotated and a fused-QKV
-pair, with the block size shrunk so every tensor spans many blocks.
+pair, with the block size shrunk so every tensor spans many blocks (the plain path's `_norms_sq` uses the same blocks).
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def test_profiles_and_sketches_are_bit_identical(pairs: dict[str, tuple[Path, Pa
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("axis", [0, 1])
-def test_blocked_sums_equal_the_whole_tensor_sums(dtype: torch.dtype, axis: int) -> None:
-    """Odd shapes, a last block of one row, values from tiny to huge: the same float64 bits."""
+def test_blocked_sums_equal_norms_sq(dtype: torch.dtype, axis: int) -> None:
+    """Odd shapes, a last block of one row, values from tiny to huge: the same float64 bits as `_norms_sq`."""
     g = torch.Generator().manual_seed(axis)
     w = (torch.randn(37, 23, generator=g) * torch.logspace(-6, 4, 23)).to(dtype)
     cols = torch.tensor([0, 5, 22, 5])
