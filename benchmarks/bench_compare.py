@@ -134,7 +134,7 @@ def _proc_io(key: str) -> int:
     return -1
 
 
-def child_main(kind: str, base: Path, cand: Path, top: int, device: str = "cpu") -> None:
+def child_main(kind: str, base: Path, cand: Path, top: int, device: str = "cpu", tuned: bool = True) -> None:
     """Import what the measurement needs, then time it; print one JSON line."""
     runners: dict[str, Callable[[], Any]] = {
         "raw": lambda: _read_all([base, cand]),
@@ -143,6 +143,10 @@ def child_main(kind: str, base: Path, cand: Path, top: int, device: str = "cpu")
         "profile": lambda: _profile(base, cand, top, device),
     }
     if kind != "raw":
+        if tuned:  # as the CLI runs: OpenMP threads wait passively, glibc keeps large freed blocks for reuse
+            from provenance.cli.tuning import tune_process
+
+            tune_process()
         import numpy  # noqa: F401  (import cost is not part of the measurement)
         import scipy.optimize  # noqa: F401
         import torch
@@ -185,7 +189,7 @@ def _drop(folders: list[Path]) -> str:
 
 
 def run_all(base: Path, cand: Path, kinds: list[str], repeats: int, top: int,
-            device: str = "cpu") -> dict[str, list[dict[str, Any]]]:
+            device: str = "cpu", untuned: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Each kind `repeats` times in a fresh process, in KINDS order; '-cold' kinds drop both first.
 
     A warm run follows another full pass over both checkpoints (the previous measurement, or an
@@ -204,7 +208,8 @@ def run_all(base: Path, cand: Path, kinds: list[str], repeats: int, top: int,
             what = {"raw-cold": "raw", "raw-warm": "raw", "compare-cold": "compare", "compare-warm": "compare",
                     "compare-hashes-cold": "compare-hashes", "profile": "profile"}[kind]
             load0 = os.getloadavg()[0]
-            r = run_child("--measure", what, str(base), str(cand), "--top", str(top), "--device", device)
+            r = run_child("--measure", what, str(base), str(cand), "--top", str(top), "--device", device,
+                          *(["--untuned"] if untuned else []))
             r["cache_note"] = note
             r["loadavg_1min"] = [load0, os.getloadavg()[0]]  # other processes on the machine share the CPUs
             results[kind].append(r)
@@ -290,6 +295,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=15, help="profile rows to show (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="where compare runs: cpu (default) or cuda[:N]")
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.add_argument("--stages", nargs="?", const="minilm,smollm2,llama1b,llama7b", metavar="PAIRS",
+                   help="first print bench_stages.py's per-stage tables and summary for these pairs (default: "
+                        "%(const)s: MiniLM, SmolLM2, the ~1B- and the 7B-shaped pair), then this table")
+    p.add_argument("--untuned", action="store_true",
+                   help="run compare without the CLI's process tuning (provenance/cli/tuning.py)")
     p.add_argument("--measure", nargs=3, metavar=("KIND", "BASE", "CAND"), help=argparse.SUPPRESS)
     p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -298,8 +308,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.measure:
-        child_main(args.measure[0], Path(args.measure[1]), Path(args.measure[2]), args.top, args.device)
+        child_main(args.measure[0], Path(args.measure[1]), Path(args.measure[2]), args.top, args.device,
+                   tuned=not args.untuned)
         return
+    if args.stages:
+        import bench_stages
+
+        bench_stages.main(["--pairs", args.stages, "--repeats", str(args.repeats), "--workdir", str(args.workdir)])
+        print(flush=True)
     if args.layers < 1 or args.shards < 1:
         raise SystemExit(f"The 'layers' and 'shards' parameters must be >= 1. Got {args.layers} and "
                          f"{args.shards} instead.")
@@ -326,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"library: {state['git'][:12]}" + (f" plus uncommitted changes {state['changes_sha256']} "
                                              f"({', '.join(state['changed'])})" if state["changed"] else ""), flush=True)
     print(f"compare runs on device {args.device}", flush=True)
-    results = run_all(base, cand, kinds, args.repeats, args.top, args.device)
+    print(f"process tuning (provenance/cli/tuning.py): {'off' if args.untuned else 'on, as the CLI runs'}", flush=True)
+    results = run_all(base, cand, kinds, args.repeats, args.top, args.device, untuned=args.untuned)
     if tree_state() != state:
         print("WARNING: the library source under provenance/ changed during the run; rows may mix versions")
     print()

@@ -50,6 +50,7 @@ STAGES: dict[str, list[str]] = {
     "open (headers, architecture map)": ["provenance.comparison:open_model"],
     "read": ["provenance.io.safetensors_reader:SafetensorsReader.read",
              "provenance.io.safetensors_reader:SafetensorsReader.read_into",
+             "provenance.io.safetensors_reader:SafetensorsReader.read_mapped",  # views; on the reader thread
              "provenance.io.onnx_reader:OnnxTensorReader.read",  # includes ONNX's dequantizing arithmetic
              "provenance.io.gguf_reader:GGUFTensorReader.read",
              "provenance.io.torch_reader:TorchReader.read"],

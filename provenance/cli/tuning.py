@@ -16,11 +16,12 @@ from provenance import fastpath
 # takes the CPU from the thread that has work (SmolLM2 pair on 2 cores at load 2-4: CLI 16 s -> 8-10 s).
 WAIT_POLICY = "PASSIVE"
 # glibc serves every block above 32 MiB (dynamic threshold) from a fresh mmap and unmaps it on free, so each
-# large temporary (an |x| of a 47 MB embedding, a widened tensor) costs a page fault per 4 KiB and the
-# kernel's zeroing: |x| of 30522 x 384 floats took 54 ms, 22 ms with the blocks kept in the heap. Blocks
-# up to MMAP_THRESHOLD come from the heap, and the heap is trimmed only above TRIM_THRESHOLD of free top.
-MMAP_THRESHOLD = 1 << 30
-TRIM_THRESHOLD = 1 << 30
+# large temporary (an |x| of a 47 MB embedding, a widened tensor, a neuron test's 45 MB arrays) costs a page
+# fault per 4 KiB and the kernel's zeroing: |x| of 30522 x 384 floats took 54 ms, 22 ms with the blocks kept
+# in the heap. Blocks up to MMAP_THRESHOLD come from the heap, and at most TRIM_THRESHOLD of free heap top is
+# kept (more would count against the peak memory bound: 1 GiB here raised a 1B-shaped pair's peak RSS by 400 MiB).
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 128 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 
