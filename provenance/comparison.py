@@ -28,6 +28,7 @@ from provenance.options import CompareOptions, reproduce_command
 from provenance.result import CompareResult
 from provenance.signals import loop, registry
 from provenance.signals.base import CHECKPOINTS, ENDPOINTS, TOKENIZERS
+from provenance.signals.content_hashes import tensors_to_hash
 from provenance.signals.facts import model_facts, shape_facts
 from provenance.signals.pair import Pair
 from provenance.vocab.load import load_vocabulary
@@ -97,8 +98,9 @@ def compare(base: str | os.PathLike[str], candidate: str | os.PathLike[str],
     selected = loop.select(CHECKPOINTS, opts.signals)
     with open_model(sa) as a, open_model(sb) as b:
         if opts.hashes:  # the file hashes come from the weight stream's reads: each file is read once
-            a.checkpoint.hash_reads()
-            b.checkpoint.hash_reads()
+            wanted_a, wanted_b = tensors_to_hash(a.checkpoint, b.checkpoint)
+            a.checkpoint.hash_reads(wanted_a)
+            b.checkpoint.hash_reads(wanted_b)
         pair = Pair(CHECKPOINTS, base, candidate, opts, device, sources=(sa, sb), models=(a, b))
         outcome = loop.run(pair, selected)
         va, vb = pair.read_vocabularies()

@@ -307,3 +307,40 @@ def test_smollm2_a_third_replaced_is_derived_with_the_share(smol, tmp_path):
     assert r.verdict.label == "derived" and r.verdict.p_value == 1e-300
     assert (f"{211 - len(noised)} of 211 tensors byte-identical to the base ({d['share_of_bytes']:.1%} of bytes)"
             in r.verdict.explanation)
+
+
+def test_only_tensors_whose_sampled_bytes_match_are_hashed_and_the_result_is_the_plain_paths(tiny, tmp_path):
+    """The fast path hashes a tensor whole only where a tensor of the other side has the same sampled bytes
+    (`tensors_to_hash`); what it finds is what hashing everything finds."""
+    from provenance import fastpath
+
+    state, cfg = tiny
+    g = torch.Generator().manual_seed(5)
+    mlp = [k for k in state if "mlp" in k]
+    changed = {k: (torch.randn(v.shape, generator=g) * v.std() if k in mlp[:5] else v) for k, v in state.items()}
+    base, cand = _tiny_dir(tmp_path, "base", state, cfg), _opaque_file(tmp_path / "part", changed)
+    with open_checkpoint(base) as a, open_checkpoint(cand) as b:
+        wanted_a, wanted_b = ch.tensors_to_hash(a, b)
+        names = _random_names(state, 0)
+        assert wanted_a == {k for k in state if k not in mlp[:5]}
+        assert wanted_b == {names[k] for k in state if k not in mlp[:5]}
+    fast = _item(compare(base, cand, ON)).details
+    with fastpath.plain():
+        plain = _item(compare(base, cand, ON)).details
+        assert ch.tensors_to_hash(a, b) == (None, None)
+    assert fast == plain
+
+
+def test_probe_keys_are_equal_for_equal_bytes_and_differ_where_the_samples_do(tmp_path):
+    from provenance.io.read_hashes import PROBE_BYTES, probe_keys
+
+    data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "f.bin"
+    edited = bytearray(data)
+    edited[10_000 // 3] ^= 1  # inside the first third's sample
+    path.write_bytes(data + data + bytes(edited) + data[:PROBE_BYTES // 2])
+    spans = {path: [TensorSpan("a", 0, 10_000, 1), TensorSpan("b", 10_000, 10_000, 1),
+                    TensorSpan("c", 20_000, 10_000, 1), TensorSpan("short", 30_000, PROBE_BYTES // 2, 1)]}
+    keys = probe_keys(spans)
+    assert keys["a"] == keys["b"] != keys["c"]
+    assert keys["short"] == (PROBE_BYTES // 2).to_bytes(8, "little") + data[:PROBE_BYTES // 2] * 1

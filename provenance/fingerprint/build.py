@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from provenance import __version__
+from provenance import __version__, fastpath
 from provenance.arch.view import CanonicalModel, open_model
 from provenance.errors import ProvenanceError, SourceKindError
 from provenance.fingerprint import anchors as anc
@@ -116,7 +116,8 @@ def from_model(m: CanonicalModel, vocab: Vocabulary | None, *, device: str = "au
     from provenance.signals.facts import model_facts
 
     ck, rm = m.checkpoint, m.roles
-    streamed = hashes and ck.hash_reads()  # file hashes from the weight stream's own reads: one pass
+    # file hashes from the weight stream's own reads (one pass); a fingerprint keeps no per-tensor sha256
+    streamed = hashes and ck.hash_reads(set() if fastpath.enabled() else None)
     meta = _base_meta(ck.spec, ck.format, ck.sha256() if hashes and not streamed else {}, source)
     meta["model"] = {"architecture": ck.config.get("model_type"), "definition": rm.definition,
                      "roles_inferred": rm.inferred, "layers": rm.num_layers, "parameters": ck.parameter_count(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,12 @@ import torch
 
 from provenance.io.base import TensorInfo, TensorReader, is_buffer
 from provenance.io.convert import place, resolve_device, resolve_dtype
-from provenance.io.read_hashes import ReadHashes, TensorDigest, digest_tensor
+from provenance.io.read_hashes import (
+    ReadHashes,
+    TensorDigest,
+    digest_tensor,
+    probe_keys,
+)
 
 _HASH_CHUNK = 16 * 1024 * 1024
 
@@ -66,13 +72,15 @@ class Checkpoint:
             seen.setdefault(p, None)
         return list(seen)
 
-    def hash_reads(self) -> bool:
+    def hash_reads(self, tensors: Collection[str] | None = None) -> bool:
         """Hash the weight files from the bytes later reads fetch anyway, so `sha256()` costs no second
-        pass over them; False (and nothing changes) where the reader cannot report its reads."""
+        pass over them; False (and nothing changes) where the reader cannot report its reads. Per-tensor
+        digests come from the same bytes: a sha256 for `tensors` (all when None), for the others only
+        whether they are constant."""
         if self._sha256 is not None or self._read_hashes is not None or not hasattr(self.reader, "observer"):
             return self._read_hashes is not None
         spans = self.reader.byte_spans() if hasattr(self.reader, "byte_spans") else None
-        self._read_hashes = ReadHashes(list(self.reader.files), spans=spans)
+        self._read_hashes = ReadHashes(list(self.reader.files), spans=spans, hashed=tensors)
         self.reader.observer = self._read_hashes.observe
         return True
 
@@ -91,6 +99,12 @@ class Checkpoint:
             base = self.root if self.root.is_dir() else self.root.parent
             self._sha256 = {_relative(p, base): streamed.get(Path(p)) or file_sha256(p) for p in self.files()}
         return self._sha256
+
+    def tensor_probes(self) -> dict[str, bytes] | None:
+        """`read_hashes.probe_keys` of every tensor, or None where the reader gives no byte spans."""
+        if not hasattr(self.reader, "byte_spans"):
+            return None
+        return probe_keys(self.reader.byte_spans())
 
     def tensor_digests(self) -> dict[str, TensorDigest]:
         """sha256 of every tensor's stored bytes, and whether it is constant (computed once).

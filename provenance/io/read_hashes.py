@@ -17,7 +17,9 @@ no second pass, and only the tensors under way hold a hasher.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,7 @@ _CONST_BLOCK = 4 * 1024 * 1024  # the constant check compares this many bytes at
 class TensorDigest:
     """sha256 of a tensor's stored bytes, and whether they repeat one element (all zeros, all ones...)."""
 
-    sha256: str
+    sha256: str | None  # None: not hashed (no tensor of the other model has the same sampled bytes)
     constant: bool
 
 
@@ -50,17 +52,37 @@ def digest_tensor(t: torch.Tensor) -> TensorDigest:
     return TensorDigest(h.sha.hexdigest(), h.constant)
 
 
+PROBES = 4  # sampled pieces of a tensor's bytes that must agree before both sides hash it whole
+PROBE_BYTES = 64
+
+
+def probe_keys(spans: dict[Path, list[TensorSpan]]) -> dict[str, bytes]:
+    """Per tensor: its length and PROBES pieces of its bytes (start, thirds, end). Byte-identical tensors have
+    equal keys, so a tensor whose key no tensor of the other model shares cannot be byte-identical to one;
+    a fine-tuned or quantized tensor differs in every piece. 4 small reads a tensor."""
+    keys: dict[str, bytes] = {}
+    for path, items in spans.items():
+        with open(path, "rb", buffering=0) as f:
+            for s in items:
+                at = sorted({min(max(0, s.nbytes * k // (PROBES - 1) - PROBE_BYTES // 2), max(0, s.nbytes - PROBE_BYTES))
+                             for k in range(PROBES)})
+                keys[s.name] = s.nbytes.to_bytes(8, "little") + b"".join(
+                    os.pread(f.fileno(), min(PROBE_BYTES, s.nbytes), s.offset + a) for a in at)
+    return keys
+
+
 class _TensorHash:
     """One tensor's digest and constant check, fed its bytes in order."""
 
-    def __init__(self, period: int) -> None:
-        self.sha = hashlib.sha256()
+    def __init__(self, period: int, hashed: bool = True) -> None:
+        self.sha = hashlib.sha256() if hashed else None
         self.period = max(1, period)
         self.constant = True
         self.tail = b""  # the last `period` bytes seen (to compare across pieces)
 
     def update(self, piece: memoryview) -> None:
-        self.sha.update(piece)
+        if self.sha is not None:
+            self.sha.update(piece)
         if self.constant:
             self.constant = _periodic(self.tail, piece, self.period)
             self.tail = (self.tail + bytes(piece[-self.period:]))[-self.period:]
@@ -84,10 +106,12 @@ def _periodic(tail: bytes, piece: memoryview, period: int) -> bool:
 
 
 class _SpanHashes:
-    """Per-tensor digests of one file, fed the file's bytes in order by its `_FileHash`."""
+    """Per-tensor digests of one file, fed the file's bytes in order by its `_FileHash`; tensors outside
+    `hashed` (when given) get only the constant check."""
 
-    def __init__(self, spans: list[TensorSpan]) -> None:
+    def __init__(self, spans: list[TensorSpan], hashed: Collection[str] | None = None) -> None:
         self.spans = sorted((s for s in spans if s.nbytes > 0), key=lambda s: (s.offset, s.nbytes))
+        self.hashed = None if hashed is None else frozenset(hashed)
         self.next = 0  # first span not finished
         self.open: dict[int, _TensorHash] = {}
         self.done: dict[str, TensorDigest] = {}
@@ -98,11 +122,12 @@ class _SpanHashes:
         while j < len(self.spans) and self.spans[j].offset < end:
             s = self.spans[j]
             if s.name not in self.done and s.end > start:
-                h = self.open.get(j) or self.open.setdefault(j, _TensorHash(s.period))
+                h = self.open.get(j) or self.open.setdefault(
+                    j, _TensorHash(s.period, self.hashed is None or s.name in self.hashed))
                 h.update(data[max(s.offset, start) - start:min(s.end, end) - start])
                 if s.end <= end:
                     del self.open[j]
-                    self.done[s.name] = TensorDigest(h.sha.hexdigest(), h.constant)
+                    self.done[s.name] = TensorDigest(None if h.sha is None else h.sha.hexdigest(), h.constant)
             j += 1
         while self.next < len(self.spans) and self.spans[self.next].name in self.done:
             self.next += 1
@@ -111,7 +136,7 @@ class _SpanHashes:
 class _FileHash:
     """The sha256 of one file, fed in any order, consumed in file order."""
 
-    def __init__(self, path: Path, spans: list[TensorSpan] | None = None) -> None:
+    def __init__(self, path: Path, spans: list[TensorSpan] | None = None, hashed: Collection[str] | None = None) -> None:
         self.path = path
         self.size = path.stat().st_size
         self.sha = hashlib.sha256()
@@ -119,7 +144,7 @@ class _FileHash:
         self.ahead: dict[int, bytes] = {}  # offset -> bytes that arrived before the cursor got there
         self.ahead_bytes = 0
         self.extra_reads = 0  # bytes read only to hash them
-        self.tensors = _SpanHashes(spans) if spans else None
+        self.tensors = _SpanHashes(spans, hashed) if spans else None
 
     def feed(self, offset: int, data: memoryview, budget: int) -> None:
         end = offset + len(data)
@@ -181,10 +206,11 @@ class ReadHashes:
     """Per-file hashers fed by a reader's `observer` hook; thread-safe (prefetch threads read too)."""
 
     def __init__(self, files: list[Path], budget: int = DEFAULT_BUDGET,
-                 spans: dict[Path, list[TensorSpan]] | None = None) -> None:
-        """`spans` (file -> its tensors' byte spans) asks for per-tensor digests too (`tensor_digests`)."""
+                 spans: dict[Path, list[TensorSpan]] | None = None, hashed: Collection[str] | None = None) -> None:
+        """`spans` (file -> its tensors' byte spans) asks for per-tensor digests too (`tensor_digests`): a
+        sha256 for the tensors in `hashed` (all when None), the constant check for all."""
         self.budget = budget
-        self._files = {Path(p): _FileHash(Path(p), (spans or {}).get(Path(p))) for p in files}
+        self._files = {Path(p): _FileHash(Path(p), (spans or {}).get(Path(p)), hashed) for p in files}
         self._lock = threading.Lock()
 
     def observe(self, path: Path, offset: int, data: memoryview | bytes | bytearray) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from provenance import relation
+from provenance import fastpath, relation
 from provenance.evidence import Evidence, Verdict, confidence
 from provenance.io.base import TensorInfo, is_buffer
 from provenance.io.read_hashes import TensorDigest
 
 if TYPE_CHECKING:
+    from provenance.io.checkpoint import Checkpoint
     from provenance.signals.pair import Pair
 
 KIND = "exact reuse"  # the weight signal's evidence item
@@ -91,9 +92,9 @@ def exact_reuse(base: tuple[dict[str, TensorInfo], dict[str, TensorDigest]],
     (ia, da), (ib, db) = base, candidate
     index: dict[str, str] = {}
     for name, d in da.items():
-        if name in ia and _large(ia[name], d):
+        if name in ia and _large(ia[name], d) and d.sha256 is not None:
             index.setdefault(d.sha256, name)
-    anywhere = {d.sha256 for d in da.values()}
+    anywhere = {d.sha256 for d in da.values() if d.sha256 is not None}
     r = Reuse(True, base_large=sum(1 for n, d in da.items() if n in ia and _large(ia[n], d)))
     for name, info in ib.items():
         if is_buffer(info):
@@ -103,15 +104,29 @@ def exact_reuse(base: tuple[dict[str, TensorInfo], dict[str, TensorDigest]],
         if d is None:
             continue
         if not _large(info, d):
-            r.small_or_constant += d.sha256 in anywhere
+            r.small_or_constant += d.sha256 is not None and d.sha256 in anywhere
             continue
         r.candidate_large += 1
-        if d.sha256 in index:
+        if d.sha256 is not None and d.sha256 in index:
             r.pairs.append((index[d.sha256], name))
             r.matched_bytes += info.nbytes
     r.base_matched = len({a for a, _ in r.pairs})
     r.renamed = same_format and any(a != b and not a.endswith("." + b) and not b.endswith("." + a) for a, b in r.pairs)
     return r
+
+
+def tensors_to_hash(a: Checkpoint, b: Checkpoint) -> tuple[set[str] | None, set[str] | None]:
+    """Which tensors of each side need a whole sha256: those whose sampled bytes (`tensor_probes`) some tensor
+    of the other side shares; the rest cannot be byte-identical to any. (None, None): hash them all (the plain
+    path, or a side whose reader gives no byte spans). A fine-tuned pair then hashes none: SmolLM2's 1 GB of
+    per-tensor sha256 was ~0.9 CPU-s beside the file hashes."""
+    if not fastpath.enabled():
+        return None, None
+    pa, pb = a.tensor_probes(), b.tensor_probes()
+    if pa is None or pb is None:
+        return None, None
+    ka, kb = set(pa.values()), set(pb.values())
+    return {n for n, k in pa.items() if k in kb}, {n for n, k in pb.items() if k in ka}
 
 
 def measure(pair: Pair) -> Reuse:
