@@ -60,3 +60,17 @@ def test_the_executable_skips_teardown_but_runs_exit_handlers_and_flushes(tmp_pa
     bad = subprocess.run([sys.executable, "-m", "provenance", "inspect", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("provenance: error:") and bad.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [["compare", "/nonexistent/base", "/nonexistent/cand"], ["inspect", "/nonexistent/m"],
+                                  ["fingerprint", "/nonexistent/m", "-o", "-"], ["identify", "/nonexistent/m"]])
+def test_a_missing_absolute_path_is_refused_before_torch_is_imported(argv):
+    """Bad input answers at once: exit 2, resolve's one-line message, and torch never imported (2.7 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from provenance.cli.main import main; rc = main(sys.argv[1:]); "
+            "print(rc, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"provenance: error: no such file or directory: {argv[1]}"

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from provenance.audit.executors import EXECUTORS
 from provenance.audit.options import COMPARE
-from provenance.errors import ProvenanceError
 from provenance.cli.compare_cmd import LABELS, fail_labels
 from provenance.cli.main import one_line
 from provenance.cli.output import (
@@ -18,6 +17,7 @@ from provenance.cli.output import (
     summary_stream,
     write_output,
 )
+from provenance.errors import ProvenanceError
 
 if TYPE_CHECKING:
     from provenance.audit.result import AuditPair, AuditResult

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 from provenance.cli.output import (
     add_progress,
     check_writable,
+    refuse_missing_paths,
     summary_stream,
     write_output,
 )
@@ -71,6 +72,7 @@ def fail_labels(text: str | None, command: str = "provenance compare") -> set[st
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_missing_paths(args.base, args.candidate)
     from provenance.comparison import CompareOptions, compare
 
     fail_on = fail_labels(args.fail_on)

@@ -11,6 +11,7 @@ from provenance.cli.output import (
     add_progress,
     check_writable,
     is_stdout,
+    refuse_missing_paths,
     summary_stream,
     write_output,
 )
@@ -35,6 +36,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_missing_paths(args.model)
     from provenance.fingerprint import fingerprint
     from provenance.fingerprint.fileformat import to_bytes
     from provenance.progress import bar

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 from provenance.cli.output import (
     add_progress,
     check_writable,
+    refuse_missing_paths,
     summary_stream,
     write_output,
 )
@@ -36,6 +37,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_missing_paths(args.model)
     from provenance.identify import identify
 
     check_writable(args.json)

@@ -6,7 +6,12 @@ import argparse
 from typing import TYPE_CHECKING, TextIO
 
 from provenance.cli import fingerprint_cmd
-from provenance.cli.output import check_writable, summary_stream, write_json
+from provenance.cli.output import (
+    check_writable,
+    refuse_missing_paths,
+    summary_stream,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from provenance.inspect import InspectResult
@@ -23,6 +28,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_missing_paths(args.model)
     from provenance.fingerprint import is_fingerprint_file
     from provenance.inspect import inspect_model
 

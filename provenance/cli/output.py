@@ -50,3 +50,15 @@ def json_text(data: Any) -> str:
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Pretty, key-stable JSON, written atomically (or to standard output for `-`)."""
     write_output(path, json_text(data))
+
+
+def refuse_missing_paths(*specs: str) -> None:
+    """Refuse an absolute path that does not exist before the command imports torch (2.7 s), with the message
+    `resolve` would give. Relative names may still be cached model ids and URLs may be endpoints: `resolve`
+    decides those."""
+    from provenance.errors import CheckpointNotFoundError
+
+    for spec in specs:
+        path = os.path.expanduser(spec)
+        if os.path.isabs(path) and not os.path.exists(path):
+            raise CheckpointNotFoundError(f"no such file or directory: {spec}")
