@@ -70,9 +70,12 @@ def run_measured(argv: list[str], tmp_path: Path, *, timeout: float = 120) -> Me
 
 
 def baseline_rss(tmp_path: Path) -> int:
-    """Peak RSS of a child that imports what `compare` imports and refuses a missing file at once."""
+    """Peak RSS of a child that imports what `compare` imports and refuses an empty file at once (a missing
+    one is refused before the imports)."""
     if "rss" not in _BASELINE:
-        _BASELINE["rss"] = run_measured(["inspect", str(tmp_path / "missing.safetensors")], tmp_path).peak_rss
+        empty = tmp_path / "empty.safetensors"
+        empty.write_bytes(b"")
+        _BASELINE["rss"] = run_measured(["inspect", str(empty)], tmp_path).peak_rss
     return _BASELINE["rss"]
 
 
