@@ -405,6 +405,13 @@ def test_cli_subprocess_bad_input_exit_status(tmp_path):
                            "--registry", str(tmp_path / "nowhere")],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    # the missing model is refused first, before the imports; with a model that exists, the registry is named
+    assert proc.stderr.splitlines() == [f"provenance: error: no such file or directory: {tmp_path / 'model'}"]
+    (tmp_path / "model").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "provenance", "identify", str(tmp_path / "model"),
+                           "--registry", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
     assert proc.stderr.splitlines() == [f"provenance: error: registry {tmp_path / 'nowhere'} is not a directory "
                                         "(pass --registry DIR, or build one with `python fingerprints/build.py`)"]
 
