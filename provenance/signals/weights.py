@@ -42,8 +42,6 @@ from provenance.stats.neuron_order import (
     LayerOrder,
     NeuronAgreement,
     NeuronOrder,
-    best_of,
-    fisher,
     neuron_agreement,
     neuron_order,
     neuron_order_layer,
@@ -186,21 +184,6 @@ class _Tail:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _neuron_order(pairs: list[tuple[int, int, np.ndarray, list[tuple[str, np.ndarray]]]], *, role: str, seed: int,
-                  tail: _Tail) -> NeuronOrder | None:
-    """`stats.neuron_order.neuron_order` with each layer's test taken from `tail` (the same loop, seeds and
-    combination; tests/test_weights_fastpath.py holds the two to the same results)."""
-    tested = []
-    for i, (la, lb, a, b) in enumerate(pairs):
-        options = [(alt, x) for alt, x in b if x.shape == a.shape and a.shape[0] >= 16]
-        if options:
-            tested.append(best_of([tail.layer_order(la, lb, alt, seed + i, a, x) for alt, x in options]))
-    if not tested:
-        return None
-    effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
-    return NeuronOrder(tested, fisher([r.p_value for r in tested]), effect, role)
-
-
 def _similarities(pa: Profiles, pb: Profiles, lm: LayerMap, seed: int, tail: _Tail | None = None) -> dict:
     def measure(a: int, key: str, b: int, alt: str) -> dict | None:
         if (a, key) not in pa.sketches or (b, alt) not in pb.sketches:
@@ -221,15 +204,19 @@ def neuron_order_test(pa: Profiles, pb: Profiles, lm: LayerMap, *, inferred: boo
     """
     key = "mlp.gate" if gated(pa.sketches) else "mlp.up"
     alternatives = (key, "mlp.up") if inferred and key == "mlp.gate" else (key,)
-    pairs = [(a, b, pa.sketches[(a, key)], [pb.sketches[(b, alt)] for alt in alternatives if (b, alt) in pb.sketches])
+    named = [(a, b, pa.sketches[(a, key)], [alt for alt in alternatives if (b, alt) in pb.sketches])
              for a, b, _, _ in lm.best if (a, key) in pa.sketches]
+    named = [x for x in named if x[3]]
+    pairs = [(a, b, rows, [pb.sketches[(b, alt)] for alt in alts]) for a, b, rows, alts in named]
     role = key if len(alternatives) == 1 else f"{key} (or {alternatives[1]}: roles inferred)"
-    if tail is not None and tail.pool is not None:
-        named = [(a, b, pa.sketches[(a, key)], [(alt, pb.sketches[(b, alt)]) for alt in alternatives
-                                               if (b, alt) in pb.sketches])
-                 for a, b, _, _ in lm.best if (a, key) in pa.sketches]
-        return _neuron_order([x for x in named if x[3]], role=role, seed=seed, tail=tail)
-    return neuron_order([x for x in pairs if x[3]], role=role, seed=seed)
+    if tail is None or tail.pool is None:
+        return neuron_order(pairs, role=role, seed=seed)
+    alts_of = {(a, b): alts for a, b, _, alts in named}
+
+    def early(ra: np.ndarray, rb: np.ndarray, s: int, la: int, lb: int, j: int) -> LayerOrder:
+        return tail.layer_order(la, lb, alts_of[(la, lb)][j], s, ra, rb)  # the tail's result where it has one
+
+    return neuron_order(pairs, role=role, seed=seed, layer_test=early)
 
 
 ORDER_DECIDES_P = 1e-6  # where the exact test is this small, the relabelled-neuron test is not run

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,19 +205,29 @@ def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: i
                       in_place, share, p)
 
 
+# (base rows, candidate rows, seed, base layer, candidate layer, index of the candidate alternative) -> the test
+LayerTest = Callable[[np.ndarray, np.ndarray, int, int, int, int], LayerOrder]
+
+
+def _layer_test(a: np.ndarray, b: np.ndarray, seed: int, base_layer: int, candidate_layer: int,
+                _alternative: int) -> LayerOrder:
+    return neuron_order_layer(a, b, seed=seed, base_layer=base_layer, candidate_layer=candidate_layer)
+
+
 def neuron_order(pairs: list[tuple[int, int, np.ndarray, np.ndarray | list[np.ndarray]]], *, role: str,
-                 seed: int) -> NeuronOrder | None:
+                 seed: int, layer_test: LayerTest = _layer_test) -> NeuronOrder | None:
     """Every (base layer, candidate layer, base rows, candidate rows) tested and combined; None if none fit.
 
     The candidate side may list alternatives (a renamed checkpoint's gate and up, told apart by file
     order only): each layer keeps its best alternative at that p times their number (Bonferroni).
+    `layer_test` computes one layer's test (a caller may hand in results computed earlier, equal to it).
     """
     tested = []
     for i, (la, lb, a, b) in enumerate(pairs):
-        options = [x for x in (b if isinstance(b, list) else [b]) if x.shape == a.shape and a.shape[0] >= 16]
+        options = [(j, x) for j, x in enumerate(b if isinstance(b, list) else [b])
+                   if x.shape == a.shape and a.shape[0] >= 16]
         if options:
-            tested.append(best_of([neuron_order_layer(a, x, seed=seed + i, base_layer=la, candidate_layer=lb)
-                                   for x in options]))
+            tested.append(best_of([layer_test(a, x, seed + i, la, lb, j) for j, x in options]))
     if not tested:
         return None
     effect = float(np.mean([r.same_cosine - r.chance_cosine for r in tested]))
