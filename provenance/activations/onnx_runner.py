@@ -27,7 +27,8 @@ from provenance.errors import (
     ProvenanceError,
     UnknownFormatError,
 )
-from provenance.io.onnx_graph import GraphIndex, is_param_name, scope_module
+from provenance.io.onnx_graph import GraphIndex, is_param_name
+from provenance.io.onnx_names import scope_module
 from provenance.io.onnx_reader import check_external_tensors, load_model_proto
 
 _LN_OPS = frozenset({"LayerNormalization", "SkipLayerNormalization"})  # output 0: the normed value

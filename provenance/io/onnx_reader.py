@@ -37,9 +37,8 @@ from provenance.io.onnx_graph import (
     needs_transpose,
     numel,
     quote,
-    recover_names,
-    recovery_counts,
 )
+from provenance.io.onnx_names import recover_names, recovery_counts
 from provenance.io.onnx_proto import (
     ModelProto,
     NodeProto,
