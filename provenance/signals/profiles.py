@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,14 +223,11 @@ def profile_order(model: CanonicalModel, *, file_order: bool = True) -> list[str
     return order
 
 
-class _Done:
-    """A finished computation with a Future's `result()`, for the path that computes in line."""
-
-    def __init__(self, value: tuple[np.ndarray, np.ndarray | None]) -> None:
-        self.value = value
-
-    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.value
+def _done(value: tuple[np.ndarray, np.ndarray | None]) -> Future:
+    """A Future already holding `value`, for the path that computes in line."""
+    f: Future = Future()
+    f.set_result(value)
+    return f
 
 
 def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray, *, device: str = "cpu",
@@ -264,7 +261,7 @@ def compute_profiles(model: CanonicalModel, dims: np.ndarray, signs: np.ndarray,
             if progress:
                 progress(1)
             g, call = job.prepare(role)
-            pending.append((role, w, g, pool.submit(call, w) if workers else _Done(call(w))))
+            pending.append((role, w, g, pool.submit(call, w) if workers else _done(call(w))))
             while len(pending) > workers:
                 job.record(*pending.popleft(), visit, stream, sketched)
         while pending:
