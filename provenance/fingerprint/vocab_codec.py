@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import threading
 import zlib
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from provenance import fastpath
 from provenance.errors import CorruptFileError
-from provenance.vocab.cache import set_content_key
+from provenance.vocab.cache import LRU, set_content_key
 from provenance.vocab.model import KINDS, Vocabulary
 
 RATIO = 16  # most a token table may expand (real ones: 2.1-2.7x)
@@ -55,7 +53,7 @@ def decode(blob: np.ndarray, fields: dict[str, Any], where: str) -> Vocabulary:
         size = fields.get("size") if isinstance(fields, dict) else None
         raise CorruptFileError(f"the fingerprint's tokenizer metadata gives no vocabulary size in [0, {MAX_IDS:,}] "
                                f"(got {str(size)[:40]!r})", path=where)
-    key = _TABLES.key(blob, fields["size"]) if fastpath.enabled() else None
+    key = _table_key(blob, fields["size"]) if fastpath.enabled() else None
     twin = _TABLES.get(key) if key is not None else None
     if twin is not None:
         tokens, kinds = twin.tokens, twin.kinds
@@ -94,35 +92,13 @@ def _share_token_indexes(twin: Vocabulary, v: Vocabulary) -> None:
     v.share_indexes(twin, TOKEN_MEMOS)
 
 
-class _TableCache:
-    """Decoded token tables by (sha256 of the compressed table, size): a few, least recently used first out."""
-
-    def __init__(self, tables: int, tokens: int) -> None:
-        self.most, self.most_tokens = tables, tokens
-        self.held: OrderedDict[tuple[bytes, int], Vocabulary] = OrderedDict()
-        self.lock = threading.Lock()
-
-    @staticmethod
-    def key(blob: np.ndarray, size: int) -> tuple[bytes, int]:
-        return hashlib.sha256(np.ascontiguousarray(blob).data).digest(), size
-
-    def get(self, key: tuple[bytes, int]) -> Vocabulary | None:
-        with self.lock:
-            v = self.held.get(key)
-            if v is not None:
-                self.held.move_to_end(key)
-            return v
-
-    def put(self, key: tuple[bytes, int], v: Vocabulary) -> None:
-        if key[1] > self.most_tokens:
-            return
-        with self.lock:
-            self.held[key] = v
-            while len(self.held) > self.most or sum(len(x.tokens) for x in self.held.values()) > self.most_tokens:
-                self.held.popitem(last=False)
+def _table_key(blob: np.ndarray, size: int) -> tuple[bytes, int]:
+    """A decoded token table's cache key: (sha256 of the compressed table, size)."""
+    return hashlib.sha256(np.ascontiguousarray(blob).data).digest(), size
 
 
-_TABLES = _TableCache(tables=8, tokens=1 << 20)
+# Decoded token tables: a few, at most 2^20 tokens in all, least recently used first out.
+_TABLES = LRU(8, weight=lambda v: len(v.tokens), most_weight=1 << 20)
 
 
 def _inflate(blob: np.ndarray, limit: int, where: str) -> bytes:

@@ -26,11 +26,13 @@ _KEY = "content_key"  # where a cached vocabulary keeps its key (in its memo)
 T = TypeVar("T")
 
 
-class _LRU:
-    """A bounded, thread-safe least-recently-used map."""
+class LRU:
+    """A bounded, thread-safe least-recently-used map; with `weight`, also bounded by the values' total weight
+    (a value heavier than `most_weight` alone is not kept)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, weight: Callable[[Any], int] | None = None, most_weight: int = 0) -> None:
         self.size, self.items, self.lock = size, OrderedDict[Any, Any](), threading.Lock()
+        self.weight, self.most_weight = weight, most_weight
 
     def get(self, key: Any) -> Any:
         with self.lock:
@@ -40,10 +42,13 @@ class _LRU:
         return None
 
     def put(self, key: Any, value: Any) -> None:
+        if self.weight is not None and self.weight(value) > self.most_weight:
+            return
         with self.lock:
             self.items[key] = value
             self.items.move_to_end(key)
-            while len(self.items) > self.size:
+            while len(self.items) > self.size or (
+                    self.weight is not None and sum(map(self.weight, self.items.values())) > self.most_weight):
                 self.items.popitem(last=False)
 
     def clear(self) -> None:
@@ -51,8 +56,8 @@ class _LRU:
             self.items.clear()
 
 
-_vocabularies = _LRU(VOCABULARIES)
-_maps = _LRU(TOKEN_MAPS)
+_vocabularies = LRU(VOCABULARIES)
+_maps = LRU(TOKEN_MAPS)
 
 
 def file_key(path: Path) -> str | None:
