@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from provenance.blas import side_by_side
+
 MAX_TOKENS = 4096  # 2048 to fit the matching, 2048 held out
 EXACT_ASSIGNMENT_MAX = 2048  # above this, argmax matching with greedy collision repair
 
@@ -99,6 +101,13 @@ def _match(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(cols)
 
 
+def _cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x.T @ y as two products, one per half of x's columns (side by side where cores allow: the same
+    bits either way, as each half is always its own product)."""
+    half = x.shape[1] // 2
+    return np.concatenate(side_by_side([lambda: x[:, :half].T @ y, lambda: x[:, half:].T @ y]))
+
+
 def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed: int = 0) -> ResidualAlignment:
     """Signed matching of residual dims from paired embedding rows ([n, h_a] and [n, h_b])."""
     emb_a, emb_b = _subsample(emb_a, emb_b, seed)
@@ -106,7 +115,7 @@ def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed
     x, y = emb_a.astype(np.float32, copy=False), emb_b.astype(np.float32, copy=False)
     fit, held = np.arange(0, n, 2), np.arange(1, n, 2)
     xf, yf = _standardize(x[fit]), _standardize(y[fit])
-    corr = xf.T @ yf / max(len(fit), 1)  # [h_a, h_b]
+    corr = _cross(xf, yf) / max(len(fit), 1)  # [h_a, h_b]
     flip = corr.shape[0] > corr.shape[1]
     rows, cols = _match(np.abs(corr.T if flip else corr))
     dims_a, dims_b = (cols, rows) if flip else (rows, cols)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from provenance.halfcast import from_half
 from provenance.stats.neuron_order import unit_rows
 
 SAMPLED_ROWS = 256
@@ -22,7 +23,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def sketch_similarity(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> dict[str, float | None]:
     """{'direct': cosine if shapes agree, 'matched': cosine after per-row best matching, 'rel_change'}."""
-    a, b = a.astype(np.float32), b.astype(np.float32)
+    a, b = from_half(a), from_half(b)
     direct = cosine(a, b) if a.shape == b.shape else None
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(a.shape[0], min(SAMPLED_ROWS, a.shape[0]), replace=False))

@@ -10,11 +10,12 @@ keeping its within-model dependence) and recompute everything, matching included
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from provenance.blas import side_by_side, single_threaded
 from provenance.signals.profiles import PROFILE_KEYS
 from provenance.stats.ranks import empirical_p, z_from_null
 
@@ -149,9 +150,14 @@ def permutation_null(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndar
     step = max(1, NULL_BATCH_VALUES // max(rb.size, 1))
     # the ranks are small whole numbers: gather them as narrow integers, one residual dim per row
     dims = np.ascontiguousarray(rb.astype(np.int16 if rb.shape[-1] < 2**15 else np.int32).transpose(2, 0, 1))
-    for lo in range(0, permutations, step):
-        batch = dims[taus[lo:lo + step]].transpose(0, 2, 3, 1).astype(np.float64, order="C")  # [P, L_b, K, k]
-        out[lo:lo + step] = similarity_matrix(ra, va, batch, vb, swappable).max(axis=1)
+
+    def scored(lo: int) -> Callable[[], None]:
+        def score() -> None:
+            batch = dims[taus[lo:lo + step]].transpose(0, 2, 3, 1).astype(np.float64, order="C")  # [P, L_b, K, k]
+            out[lo:lo + step] = similarity_matrix(ra, va, batch, vb, swappable).max(axis=1)
+        return score
+
+    side_by_side([scored(lo) for lo in range(0, permutations, step)])  # exact products: any order, same bits
     return out
 
 
@@ -159,7 +165,7 @@ def match_layers(values_a: np.ndarray, values_b: np.ndarray, layers_a: list[int]
                  seed: int = 0, permutations: int = PERMUTATIONS,
                  swappable: tuple[tuple[int, int], ...] = SWAPPABLE) -> LayerMap:
     """Layer map and permutation p-value from two models' aligned profiles ([L, K, k] each)."""
-    with threadpool_limits(1):  # thousands of tiny products: BLAS threads only add contention
+    with single_threaded():  # thousands of tiny products: BLAS threads only add contention
         return _match_layers(values_a, values_b, layers_a, layers_b, seed, permutations, swappable)
 
 

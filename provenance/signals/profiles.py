@@ -23,6 +23,7 @@ import torch
 from provenance import fastpath
 from provenance.arch.rolemap import RoleMap
 from provenance.arch.view import CanonicalModel
+from provenance.halfcast import to_half
 from provenance.io.convert import to_f32
 from provenance.signals.stream import RoleStream
 
@@ -193,7 +194,7 @@ def _side_blocked(w: torch.Tensor, key: str, idx: np.ndarray, sgn: np.ndarray, g
             if key in sketch_keys:
                 rows = raw[idx[sel]]
                 sketch = (_widened(rows, np.empty(rows.size, np.float32)) * sgn[sel, None]).T
-        return prof, (np.ascontiguousarray(sketch.astype(np.float16)) if sketch is not None else None)
+        return prof, (to_half(np.ascontiguousarray(sketch)) if sketch is not None else None)
 
 
 def _projected_side(w: torch.Tensor, key: str, proj: torch.Tensor, g: torch.Tensor | None, sel: torch.Tensor,

@@ -14,6 +14,7 @@ import numpy as np
 
 from provenance import fastpath
 from provenance.arch.view import CanonicalModel, materialize
+from provenance.blas import single_threaded
 from provenance.io import mapped
 from provenance.io.convert import resolve_device
 from provenance.signals.align import (
@@ -123,8 +124,7 @@ def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.n
         mfile.release(offset, nbytes)
 
 
-# One thread, and done before the layer map: OpenBLAS's float32 products depend on how many threads it
-# gives a call, which changes when two calls overlap or when threadpool_limits (the layer map's) is in force.
+# One thread, and done before the layer map: the tail's products then run in the order the plain path's do.
 TAIL_WORKERS = 1
 
 
@@ -293,6 +293,14 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
 
     Embedding rows are paired through `token_map` (or the map of `vocabularies`) when given.
     """
+    with single_threaded():  # the same bits on any machine, and no BLAS workers spinning beside the stream
+        return _weight_evidence(base, cand, device, seed, progress, vocabularies, token_map)
+
+
+def _weight_evidence(base: CanonicalModel, cand: CanonicalModel, device: str, seed: int,
+                     progress: Callable[[int], None] | None,
+                     vocabularies: tuple[Vocabulary | None, Vocabulary | None] | None,
+                     token_map: TokenMap | None) -> WeightEvidence:
     notes: list[str] = []
     if token_map is None and vocabularies is not None and None not in vocabularies:
         token_map = shared_tokens(*vocabularies)  # type: ignore[arg-type]
@@ -311,9 +319,6 @@ def weight_evidence(base: CanonicalModel, cand: CanonicalModel, *, device: str =
                               sketch_norms=norms, stream=streams[0])
         inferred = base.roles.inferred or cand.roles.inferred
         tail = _Tail(pa, base.roles.layers, cand.roles.layers, inferred=inferred, seed=seed)
-        # BLAS keeps its threads: OpenBLAS's float32 products differ in the last bits between one thread and
-        # two (8-layer 7B-shaped pair: a neuron-order layer's in-place share 0.379883 against 0.375), so the
-        # tail runs its products one at a time, with the thread count the plain path has
         pb = compute_profiles(cand, al.dims_b, al.signs, device=device, progress=progress,
                               projection=al.projection, sketch_norms=norms, stream=streams[1],
                               sketched=tail.sketched)
@@ -352,8 +357,9 @@ def evidence_from_profiles(al: ResidualAlignment, pa: Profiles, pb: Profiles, *,
     if comparable == 0:
         notes.append("no profiled role (q/k/v/o, MLP) is present and finite in both models")
         return WeightEvidence(al, None, {}, {}, 0, problems, only_in, notes)
-    lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed,
-                      swappable=SWAPPABLE_INFERRED if inferred else SWAPPABLE)
-    order, agreement = neuron_test(lm) if neuron_test is not None else (None, None)
-    return WeightEvidence(al, lm, describe_map(lm), similarities(lm), comparable, problems, only_in, notes,
-                          order, agreement)
+    with single_threaded():  # nests in weight_evidence's; fingerprints' comparisons come here directly
+        lm = match_layers(pa.values, pb.values, pa.layers, pb.layers, seed=seed,
+                          swappable=SWAPPABLE_INFERRED if inferred else SWAPPABLE)
+        order, agreement = neuron_test(lm) if neuron_test is not None else (None, None)
+        return WeightEvidence(al, lm, describe_map(lm), similarities(lm), comparable, problems, only_in, notes,
+                              order, agreement)

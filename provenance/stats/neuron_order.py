@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from provenance import fastpath
+from provenance.halfcast import from_half
 from provenance.stats.tails import binom_sf, chi2_sf_even
 
 SAMPLED_NEURONS = 1024  # base rows tested per layer (all of a smaller layer)
@@ -186,7 +187,7 @@ def fisher(p_values: list[float]) -> float:
 def neuron_order_layer(a: np.ndarray, b: np.ndarray, *, seed: int, base_layer: int = 0,
                        candidate_layer: int = 0) -> LayerOrder:
     """Test one layer pair from its neuron rows ([f, d] each, the same residual coordinates, equal f)."""
-    a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    a32, b32 = from_half(a), from_half(b)
     rows = _sampled_rows(a32.shape[0], seed)
     ua, ub = unit_rows(a32[rows]), unit_rows(b32)
     cos = np.clip(ua @ ub.T, -1.0, 1.0)  # [s, f]
@@ -284,7 +285,7 @@ def agreement_layer(view1: tuple[np.ndarray, np.ndarray], view2: tuple[np.ndarra
     many). `candidate_ids` names the neuron behind each candidate row of either view, where the
     views keep different candidate rows (a fingerprint's largest rows); by default row k is neuron k.
     """
-    (a1, b1), (a2, b2) = ((np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in (view1, view2))
+    (a1, b1), (a2, b2) = ((from_half(x), from_half(y)) for x, y in (view1, view2))
     ids1, ids2 = candidate_ids if candidate_ids is not None else (np.arange(len(b1)), np.arange(len(b2)))
     rows = _sampled_rows(a1.shape[0], seed)
     u1, u2 = unit_rows(a1[rows]), unit_rows(a2[rows])
