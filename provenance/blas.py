@@ -33,10 +33,17 @@ def single_threaded() -> AbstractContextManager:
     return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def side_by_side(calls: Sequence[Callable[[], T]]) -> list[T]:
     """Each call's result, in order; on the fast path they run on up to one thread per core, each with
     one BLAS thread (numpy releases the GIL in a product), on the plain path one after another."""
-    workers = min(len(calls), os.cpu_count() or 1)
+    workers = min(len(calls), _cores())
     if not fastpath.enabled() or workers < 2:
         with single_threaded():
             return [call() for call in calls]

@@ -105,7 +105,10 @@ def _cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x.T @ y as two products, one per half of x's columns (side by side where cores allow: the same
     bits either way, as each half is always its own product)."""
     half = x.shape[1] // 2
-    return np.concatenate(side_by_side([lambda: x[:, :half].T @ y, lambda: x[:, half:].T @ y]))
+    out = np.empty((x.shape[1], y.shape[1]), np.result_type(x, y))
+    side_by_side([lambda: np.matmul(x[:, :half].T, y, out=out[:half]),
+                  lambda: np.matmul(x[:, half:].T, y, out=out[half:])])
+    return out
 
 
 def align_residual(emb_a: np.ndarray, emb_b: np.ndarray, *, paired_by: str, seed: int = 0) -> ResidualAlignment:
