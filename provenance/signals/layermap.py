@@ -10,8 +10,8 @@ keeping its within-model dependence) and recompute everything, matching included
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -151,13 +151,11 @@ def permutation_null(ra: np.ndarray, va: np.ndarray, rb: np.ndarray, vb: np.ndar
     # the ranks are small whole numbers: gather them as narrow integers, one residual dim per row
     dims = np.ascontiguousarray(rb.astype(np.int16 if rb.shape[-1] < 2**15 else np.int32).transpose(2, 0, 1))
 
-    def scored(lo: int) -> Callable[[], None]:
-        def score() -> None:
-            batch = dims[taus[lo:lo + step]].transpose(0, 2, 3, 1).astype(np.float64, order="C")  # [P, L_b, K, k]
-            out[lo:lo + step] = similarity_matrix(ra, va, batch, vb, swappable).max(axis=1)
-        return score
+    def score(lo: int) -> None:
+        batch = dims[taus[lo:lo + step]].transpose(0, 2, 3, 1).astype(np.float64, order="C")  # [P, L_b, K, k]
+        out[lo:lo + step] = similarity_matrix(ra, va, batch, vb, swappable).max(axis=1)
 
-    side_by_side([scored(lo) for lo in range(0, permutations, step)])  # exact products: any order, same bits
+    side_by_side([partial(score, lo) for lo in range(0, permutations, step)])  # exact products: same bits
     return out
 
 

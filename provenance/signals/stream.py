@@ -5,8 +5,8 @@ On the CPU, a safetensors checkpoint is viewed through read-only mappings of its
 large sequential requests), so the disk stays busy while the other core computes and no byte is
 copied; the consumer `release`s each tensor when it is done with it. (Asking the kernel to read a
 further 1 GiB ahead with MADV_WILLNEED was measured: it halved the cold stream's rate and took ten
-times the CPU, 13 GB at 1.1-1.3 GB/s and 3.6 CPU-s against 2.6-2.8 GB/s and 0.4 CPU-s, load ~4.5.) Other formats are read with
-`reader.read` on the reader thread. On CUDA, tensors move to the device and convert there. The
+times the CPU, 13 GB at 1.1-1.3 GB/s and 3.6 CPU-s against 2.6-2.8 GB/s and 0.4 CPU-s, load ~4.5.)
+Other formats are read with `reader.read` on the reader thread. On CUDA, tensors move to the device and convert there. The
 plain reference path (`provenance.fastpath`) reads each tensor with `reader.read` when it is asked
 for, on the calling thread.
 """
@@ -27,6 +27,12 @@ from provenance.io.convert import to_f32
 AHEAD = 3  # tensors mapped in (or read) ahead of the one being processed
 
 
+def maps_files(model: CanonicalModel, device: torch.device) -> bool:
+    """Whether `model`'s tensors are read here as views of mapped files (the fast CPU path for safetensors)."""
+    return (fastpath.enabled() and device.type == "cpu" and mapped.available()
+            and hasattr(model.checkpoint.reader, "read_mapped"))
+
+
 class RoleStream:
     """Yields (role, tensor) in order; a tensor is valid until `release(role)` (or the next yield on the plain path).
 
@@ -45,14 +51,13 @@ class RoleStream:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[Future] = deque()
         self._next = 0  # the next role to submit to the reader thread
-        self._spans: list[tuple[mapped.MappedFile, int, int]] = []
+        self._spans: dict[str, tuple[mapped.MappedFile, int, int]] = {}  # role -> (file, offset, nbytes)
         self._closed = False
 
     @property
     def mapped(self) -> bool:
         """Whether tensors are views of mapped files (the fast CPU path for safetensors)."""
-        return (fastpath.enabled() and self.device.type == "cpu" and mapped.available()
-                and hasattr(self.model.checkpoint.reader, "read_mapped"))
+        return maps_files(self.model, self.device)
 
     @property
     def threaded(self) -> bool:
@@ -65,7 +70,7 @@ class RoleStream:
         self._roles = list(roles)
         if self.mapped:
             reader = self.model.checkpoint.reader
-            self._spans = [reader.mapping(self.model.roles.roles[r].tensor) for r in self._roles]
+            self._spans = {r: reader.mapping(self.model.roles.roles[r].tensor) for r in self._roles}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-read")
         while self._next < min(self.ahead, len(self._roles)):
             self._submit()
@@ -82,7 +87,7 @@ class RoleStream:
         src = self.model.roles.roles[self._roles[k]]
         reader = self.model.checkpoint.reader
         if self._spans:
-            mfile, offset, nbytes = self._spans[k]
+            mfile, offset, nbytes = self._spans[self._roles[k]]
             mfile.populate(offset, nbytes)
             raw = reader.read_mapped(src.tensor)
         else:
@@ -93,8 +98,8 @@ class RoleStream:
 
     def release(self, role: str) -> None:
         """The consumer is done with `role`'s tensor: drop its pages from the mapping (a no-op elsewhere)."""
-        if self._spans:
-            mfile, offset, nbytes = self.model.checkpoint.reader.mapping(self.model.roles.roles[role].tensor)
+        if role in self._spans:
+            mfile, offset, nbytes = self._spans[role]
             mfile.release(offset, nbytes)
 
     def close(self) -> None:

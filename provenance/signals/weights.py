@@ -15,7 +15,6 @@ import numpy as np
 from provenance import fastpath
 from provenance.arch.view import CanonicalModel, materialize
 from provenance.blas import single_threaded
-from provenance.io import mapped
 from provenance.io.convert import resolve_device
 from provenance.signals.align import (
     ResidualAlignment,
@@ -38,7 +37,7 @@ from provenance.signals.profiles import (
     gated,
     profile_order,
 )
-from provenance.signals.stream import RoleStream
+from provenance.signals.stream import RoleStream, maps_files
 from provenance.stats.neuron_order import (
     LayerOrder,
     NeuronAgreement,
@@ -112,8 +111,7 @@ def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.n
     """Float32 embedding rows `rows`; on the fast CPU path gathered from the mapped file, which is read
     at the disk's pace in one go and never copied whole."""
     reader = model.checkpoint.reader
-    if not (fastpath.enabled() and resolve_device(device).type == "cpu" and hasattr(reader, "read_mapped")
-            and mapped.available()):
+    if not maps_files(model, resolve_device(device)):
         return model.tensor("embed", device=device)[rows].float().cpu().numpy()
     src = model.roles.roles["embed"]
     mfile, offset, nbytes = reader.mapping(src.tensor)
@@ -124,7 +122,8 @@ def _embedding_rows(model: CanonicalModel, rows: list[int], device: str) -> np.n
         mfile.release(offset, nbytes)
 
 
-# One thread, and done before the layer map: the tail's products then run in the order the plain path's do.
+# One thread beside the two reduction threads, and drained before the layer map's products start: more would
+# only take cores from them (every product runs on one BLAS thread, so no overlap changes a bit).
 TAIL_WORKERS = 1
 
 
@@ -175,7 +174,7 @@ class _Tail:
         return neuron_order_layer(rows_a, rows_b, seed=seed, base_layer=a, candidate_layer=b)
 
     def drain(self) -> None:
-        """Wait for every test started early (before anything else may change BLAS's thread count)."""
+        """Wait for every test started early (the layer map's products then have the cores to themselves)."""
         for f in [*self.similar.values(), *self.order.values()]:
             f.exception()
 
