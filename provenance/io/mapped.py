@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from provenance.errors import CorruptFileError
+from provenance.io import direct
 from provenance.io.guard import open_fd
 
 _PAGE = mmap.PAGESIZE
@@ -41,6 +43,8 @@ class MappedFile:
         self.size = os.fstat(self._fd).st_size
         self._map = mmap.mmap(self._fd, self.size, access=mmap.ACCESS_COPY) if self.size else None
         self._populate = True
+        self._direct: direct.DirectFile | None = None
+        self._lock = threading.Lock()
 
     def view(self, offset: int, nbytes: int) -> np.ndarray:
         """The bytes [offset, offset + nbytes) as a uint8 array over the mapping (no copy)."""
@@ -73,8 +77,21 @@ class MappedFile:
         """Drop the range from our mapping (the page cache keeps it); a later view faults it in again."""
         self._advise(mmap.MADV_DONTNEED, offset, nbytes)
 
+    def resident(self, offset: int, nbytes: int) -> bool:
+        """Whether the range looks to be in the page cache already (`provenance.io.direct.resident`)."""
+        return direct.resident(self._fd, offset, nbytes)
+
+    def direct_file(self) -> direct.DirectFile | None:
+        """This file's O_DIRECT reader (opened on first use), or None where the file system refuses one."""
+        with self._lock:
+            if self._direct is None:
+                self._direct = direct.DirectFile(self._fd, self.path)
+        return self._direct if self._direct.usable else None
+
     def close(self) -> None:
         """Unmap and close; a mapping still viewed by a live array is left to the garbage collector."""
+        if self._direct is not None:
+            self._direct.close()
         if self._map is not None:
             try:
                 self._map.close()

@@ -188,12 +188,15 @@ class SafetensorsReader:
                 mapped = self._maps[path] = MappedFile(path)
         return mapped, offset, nbytes
 
-    def read_mapped(self, name: str) -> torch.Tensor:
-        """Like `read`, but a view of the mapped file (no copy), valid until `close`; the observer sees it."""
+    def read_mapped(self, name: str, raw: np.ndarray | None = None) -> torch.Tensor:
+        """Like `read`, but a view of the mapped file (no copy), valid until `close`; the observer sees it.
+
+        `raw`: the tensor's bytes, already read by the caller (a direct read, `provenance.io.direct`), to
+        view instead of the mapping."""
         mapped, offset, nbytes = self.mapping(name)
         info = self._infos[name]
         dtype = DTYPES[info.dtype][0]
-        view = mapped.view(offset, nbytes)
+        view = mapped.view(offset, nbytes) if raw is None else raw
         if self.observer is not None:
             self.observer(mapped.path, offset, view)
         if nbytes == 0:

@@ -6,6 +6,10 @@ large sequential requests), so the disk stays busy while the other core computes
 copied; the consumer `release`s each tensor when it is done with it. (Asking the kernel to read a
 further 1 GiB ahead with MADV_WILLNEED was measured: it halved the cold stream's rate and took ten
 times the CPU, 13 GB at 1.1-1.3 GB/s and 3.6 CPU-s against 2.6-2.8 GB/s and 0.4 CPU-s, load ~4.5.)
+Bytes not yet in the page cache are read past it instead (O_DIRECT, `provenance.io.direct`) into a
+reused ring of buffers (`provenance.io.arena`): adding a cold page to the cache costs more CPU than the
+arithmetic on it on a virtual machine, and a comparison reads each byte once. A tensor the ring has no
+room for, or a file system that refuses direct reads, falls back to the mapping.
 Other formats are read with `reader.read` on the reader thread. On CUDA, tensors move to the device and convert there. The
 plain reference path (`provenance.fastpath`) reads each tensor with `reader.read` when it is asked
 for, on the calling thread.
@@ -17,20 +21,33 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from provenance import fastpath
 from provenance.arch.view import CanonicalModel, materialize
-from provenance.io import mapped
+from provenance.io import direct, mapped
+from provenance.io.arena import Arena
 from provenance.io.convert import to_f32
 
 AHEAD = 3  # tensors mapped in (or read) ahead of the one being processed
+HELD = 3  # tensors a consumer holds besides those read ahead (the one yielded, two being reduced)
 
 
 def maps_files(model: CanonicalModel, device: torch.device) -> bool:
     """Whether `model`'s tensors are read here as views of mapped files (the fast CPU path for safetensors)."""
     return (fastpath.enabled() and device.type == "cpu" and mapped.available()
             and hasattr(model.checkpoint.reader, "read_mapped"))
+
+
+def ring_capacity(spans: list[tuple[int, int]], window: int) -> int:
+    """Ring bytes that never turn a tensor away: the most any `window` tensors in a row take (each
+    (offset, nbytes) read as whole aligned blocks), plus the largest (the room a wrap can leave unused)."""
+    need = [direct.span(offset, n) for offset, n in spans if n >= direct.MIN_BYTES]
+    if not need:
+        return 0
+    most = max(sum(need[i:i + window]) for i in range(max(1, len(need) - window + 1)))
+    return most + max(need)
 
 
 class RoleStream:
@@ -52,6 +69,9 @@ class RoleStream:
         self._pending: deque[Future] = deque()
         self._next = 0  # the next role to submit to the reader thread
         self._spans: dict[str, tuple[mapped.MappedFile, int, int]] = {}  # role -> (file, offset, nbytes)
+        self._arena: Arena | None = None
+        self._regions: dict[str, int] = {}  # role -> its region of the arena (read directly)
+        self.direct_reads = self.fallbacks = 0  # tensors read past the page cache; cold ones the ring had no room for
         self._closed = False
 
     @property
@@ -71,6 +91,9 @@ class RoleStream:
         if self.mapped:
             reader = self.model.checkpoint.reader
             self._spans = {r: reader.mapping(self.model.roles.roles[r].tensor) for r in self._roles}
+            ring = ring_capacity([(offset, n) for _, offset, n in self._spans.values()], self.ahead + HELD)
+            if ring and direct.available():
+                self._arena = Arena(ring)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-read")
         while self._next < min(self.ahead, len(self._roles)):
             self._submit()
@@ -88,17 +111,43 @@ class RoleStream:
         reader = self.model.checkpoint.reader
         if self._spans:
             mfile, offset, nbytes = self._spans[self._roles[k]]
-            mfile.populate(offset, nbytes)
-            raw = reader.read_mapped(src.tensor)
+            cold = self._read_direct(self._roles[k], mfile, offset, nbytes)
+            if cold is None:
+                mfile.populate(offset, nbytes)
+            raw = reader.read_mapped(src.tensor, cold)
         else:
             raw = reader.read(src.tensor)
         if k == len(self._roles) - 1 and self.then is not None:
             self.then()
         return raw
 
+    def _read_direct(self, role: str, mfile: mapped.MappedFile, offset: int, nbytes: int) -> np.ndarray | None:
+        """On the reader thread: `role`'s bytes read past the page cache into the ring, or None (map them)."""
+        if self._arena is None or nbytes < direct.MIN_BYTES or mfile.resident(offset, nbytes):
+            return None
+        dfile = mfile.direct_file()
+        if dfile is None:
+            return None
+        taken = self._arena.take(direct.span(offset, nbytes))
+        if taken is None:
+            self.fallbacks += 1
+            return None
+        start, region = taken
+        raw = dfile.read(offset, nbytes, region)
+        if raw is None:
+            self._arena.give(start)
+            return None
+        self._regions[role] = start
+        self.direct_reads += 1
+        return raw
+
     def release(self, role: str) -> None:
-        """The consumer is done with `role`'s tensor: drop its pages from the mapping (a no-op elsewhere)."""
-        if role in self._spans:
+        """The consumer is done with `role`'s tensor: hand its ring region back, or drop its pages from the
+        mapping (a no-op elsewhere)."""
+        if role in self._regions:
+            assert self._arena is not None
+            self._arena.give(self._regions.pop(role))
+        elif role in self._spans:
             mfile, offset, nbytes = self._spans[role]
             mfile.release(offset, nbytes)
 
@@ -108,6 +157,8 @@ class RoleStream:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._arena is not None:
+            self._arena.close()  # unmapped once the last tensor viewing it is gone
 
     def _widened(self, role: str, raw: torch.Tensor) -> torch.Tensor:
         src = self.model.roles.roles[role]

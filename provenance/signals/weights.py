@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from provenance import fastpath
+from provenance import fastpath, heap
 from provenance.arch.view import CanonicalModel, materialize
 from provenance.blas import single_threaded
 from provenance.io.convert import resolve_device
@@ -309,6 +309,7 @@ def _weight_evidence(base: CanonicalModel, cand: CanonicalModel, device: str, se
     try:
         al = align_models(base, cand, device=device, seed=seed, notes=notes, token_map=token_map,
                           then=lambda: streams[0].start(profile_order(base)))
+        heap.give_back()  # the alignment's large temporaries are freed: the peak should not keep their pages
         if al is None or not base.roles.layers or not cand.roles.layers:
             if al is not None:
                 notes.append("no transformer layers in one model: nothing to compare layer by layer")
