@@ -65,6 +65,19 @@ def test_ring_regions_are_page_aligned_and_writable() -> None:
     ring.give(start)
 
 
+def test_an_emptied_region_stays_taken_and_loses_its_pages() -> None:
+    ring = Arena(4 * ALIGN)
+    start, region = ring.take(2 * ALIGN)  # type: ignore[misc]
+    region[:] = 9
+    ring.empty(start)
+    assert not region.any() and ring.in_use == 1  # private anonymous pages: emptied, they read as zeros
+    assert ring.take(3 * ALIGN) is None
+    ring.give(start)
+    assert ring.take(4 * ALIGN) is not None
+    with pytest.raises(ValueError):
+        ring.empty(ALIGN)
+
+
 def test_ring_capacity_holds_the_widest_window_and_a_wrap() -> None:
     mib = 1 << 20
     sizes = [2 * mib, 10, 5 * mib, 3 * mib, 1 * mib, 4 * mib]  # the 10-byte tensor is never read directly
@@ -204,6 +217,21 @@ def test_compare_reading_every_tensor_directly_is_the_same(pair: tuple[Path, Pat
     assert cold.verdict.label == "derived"
     _same_compare(cold, mapped_route)
     _same_compare(cold, plain)
+
+
+def test_a_half_cached_pair_reads_the_cold_half_directly(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                         counted: list[tuple[int, int]]) -> None:
+    reference = compare(*pair, OPTS)
+    monkeypatch.setattr(direct, "MIN_BYTES", 1)
+    monkeypatch.setattr(mapped.MappedFile, "resident", lambda self, offset, nbytes: (offset // 997) % 2 == 0)
+    counted.clear()
+    mixed = compare(*pair, OPTS)
+    if not any(n for n, _ in counted):
+        pytest.skip(f"no direct read happened: O_DIRECT is refused for {pair[0].parent} here")
+    with open_model(pair[0]) as m:
+        total = sum(1 for t in m.checkpoint.tensors.values() if t.nbytes)
+    assert all(0 < n < total and f == 0 for n, f in counted), (counted, total)
+    _same_compare(mixed, reference)
 
 
 def test_a_full_ring_falls_back_to_the_mapping(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,

@@ -58,6 +58,16 @@ class Arena:
             return 0 if n <= oldest else None
         return newest if newest + n <= oldest else None  # wrapped: free only between the two
 
+    def empty(self, start: int) -> None:
+        """Free the pages of the region at `start` (still taken): its span is held for bytes kept elsewhere."""
+        with self._lock:
+            for begin, end, _ in self._live:
+                if begin == start:
+                    assert self._map is not None
+                    self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
+                    return
+        raise ValueError(f"no region of this arena starts at {start}")
+
     def give(self, start: int) -> None:
         """Hand the region at `start` back; space is reused once every older region is back too."""
         with self._lock:

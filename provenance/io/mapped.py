@@ -4,7 +4,8 @@
 over its own pages instead, so a stream over a 7B checkpoint spends its CPU on the arithmetic, not
 on copies. Pages are mapped in ahead of use on a reader thread (`populate`: the kernel reads the
 range in large sequential requests and the thread waits for them) and dropped from our mapping
-after use (`release`), so resident memory stays bounded by the tensors in flight. The
+after use (`release`), so resident memory stays bounded by the tensors in flight. A stream reads bytes
+that are not cached yet past the cache instead (`direct_file`, `provenance.io.direct`). The
 mapping is private and copy-on-write: a consumer that wrote into a view would change only its own
 copy, never the file.
 

@@ -122,32 +122,35 @@ class RoleStream:
         return raw
 
     def _read_direct(self, role: str, mfile: mapped.MappedFile, offset: int, nbytes: int) -> np.ndarray | None:
-        """On the reader thread: `role`'s bytes read past the page cache into the ring, or None (map them)."""
-        if self._arena is None or nbytes < direct.MIN_BYTES or mfile.resident(offset, nbytes):
-            return None
-        dfile = mfile.direct_file()
-        if dfile is None:
+        """On the reader thread: `role`'s bytes read past the page cache into the ring, or None (map them).
+
+        A cached tensor is mapped, but still holds its span of the ring, emptied of pages, until released:
+        the ring's size then bounds the bytes in flight by either route (a half-cached pair would
+        otherwise keep the whole ring resident beside the mapped tensors)."""
+        if self._arena is None or nbytes < direct.MIN_BYTES:
             return None
         taken = self._arena.take(direct.span(offset, nbytes))
         if taken is None:
             self.fallbacks += 1
             return None
         start, region = taken
-        raw = dfile.read(offset, nbytes, region)
-        if raw is None:
-            self._arena.give(start)
-            return None
         self._regions[role] = start
-        self.direct_reads += 1
+        dfile = None if mfile.resident(offset, nbytes) else mfile.direct_file()
+        raw = None if dfile is None else dfile.read(offset, nbytes, region)
+        if raw is None:
+            self._arena.empty(start)
+        else:
+            self.direct_reads += 1
         return raw
 
     def release(self, role: str) -> None:
-        """The consumer is done with `role`'s tensor: hand its ring region back, or drop its pages from the
-        mapping (a no-op elsewhere)."""
-        if role in self._regions:
+        """The consumer is done with `role`'s tensor: hand its ring span back, drop its pages from the
+        mapping if it was mapped (a no-op elsewhere)."""
+        start = self._regions.pop(role, None)
+        if start is not None:
             assert self._arena is not None
-            self._arena.give(self._regions.pop(role))
-        elif role in self._spans:
+            self._arena.give(start)
+        if role in self._spans:
             mfile, offset, nbytes = self._spans[role]
             mfile.release(offset, nbytes)
 
