@@ -70,7 +70,7 @@ class RoleStream:
         self._next = 0  # the next role to submit to the reader thread
         self._spans: dict[str, tuple[mapped.MappedFile, int, int]] = {}  # role -> (file, offset, nbytes)
         self._arena: Arena | None = None
-        self._regions: dict[str, int] = {}  # role -> its region of the arena (read directly)
+        self._regions: dict[str, int] = {}  # role -> its span of the ring (its bytes, or emptied while mapped)
         self.direct_reads = self.fallbacks = 0  # tensors read past the page cache; cold ones the ring had no room for
         self._closed = False
 
@@ -111,7 +111,7 @@ class RoleStream:
         reader = self.model.checkpoint.reader
         if self._spans:
             mfile, offset, nbytes = self._spans[self._roles[k]]
-            cold = self._read_direct(self._roles[k], mfile, offset, nbytes)
+            cold = self._ring_read(self._roles[k], mfile, offset, nbytes)
             if cold is None:
                 mfile.populate(offset, nbytes)
             raw = reader.read_mapped(src.tensor, cold)
@@ -121,7 +121,7 @@ class RoleStream:
             self.then()
         return raw
 
-    def _read_direct(self, role: str, mfile: mapped.MappedFile, offset: int, nbytes: int) -> np.ndarray | None:
+    def _ring_read(self, role: str, mfile: mapped.MappedFile, offset: int, nbytes: int) -> np.ndarray | None:
         """On the reader thread: `role`'s bytes read past the page cache into the ring, or None (map them).
 
         A cached tensor is mapped, but still holds its span of the ring, emptied of pages, until released:
