@@ -40,7 +40,7 @@ status=0
 echo
 echo "== 2. ${LAYERS}-layer 7B-shaped bf16 pair: compare --device $DEVICE against the read of both"
 "$PY" benchmarks/bench_compare.py --layers "$LAYERS" --workdir "$WORKDIR" --device "$DEVICE" \
-    --only raw-cold raw-warm compare-cold compare-warm || status=$?
+    --only raw-cold raw-direct-cold raw-warm compare-cold compare-warm || status=$?
 
 echo
 echo "== 3. fingerprint of the base with --device $DEVICE against a warm read of its files"

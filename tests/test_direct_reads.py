@@ -258,3 +258,19 @@ def test_a_file_system_without_o_direct_reads_through_the_mapping(pair: tuple[Pa
     counted.clear()
     _same_compare(compare(*pair, OPTS), reference)
     assert counted and all(n == 0 for n, _ in counted)
+
+
+def test_a_fingerprint_built_from_direct_reads_is_the_same_file(pair: tuple[Path, Path],
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                counted: list[tuple[int, int]]) -> None:
+    """The fingerprint builder's visitor sees each tensor before its span of the ring is reused."""
+    from provenance.fingerprint.build import fingerprint
+    from provenance.fingerprint.fileformat import to_bytes
+
+    reference = to_bytes(fingerprint(pair[1], device="cpu", hashes=False))
+    _all_cold(monkeypatch)
+    counted.clear()
+    cold = to_bytes(fingerprint(pair[1], device="cpu", hashes=False))
+    if not any(n for n, _ in counted):
+        pytest.skip(f"no direct read happened: O_DIRECT is refused for {pair[1].parent} here")
+    assert cold == reference

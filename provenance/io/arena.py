@@ -88,9 +88,15 @@ class Arena:
     def close(self) -> None:
         """Unmap (left to the garbage collector while an array still views it)."""
         self._bytes = None
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass
-            self._map = None
+        unmap(self._map)
+        self._map = None
+
+
+def unmap(mapping: mmap.mmap | None) -> None:
+    """Close a mapping now, or leave it to the garbage collector while an array still views it
+    (closing it under a live view would turn the view's next read into a crash; mmap refuses)."""
+    if mapping is not None:
+        try:
+            mapping.close()
+        except BufferError:
+            pass

@@ -24,6 +24,7 @@ import numpy as np
 
 from provenance.errors import CorruptFileError
 from provenance.io import direct
+from provenance.io.arena import unmap
 from provenance.io.guard import open_fd
 
 _PAGE = mmap.PAGESIZE
@@ -93,12 +94,8 @@ class MappedFile:
         """Unmap and close; a mapping still viewed by a live array is left to the garbage collector."""
         if self._direct is not None:
             self._direct.close()
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass
-            self._map = None
+        unmap(self._map)
+        self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
