@@ -15,20 +15,19 @@ from functools import cache
 
 
 @cache
-def _trim():  # type: ignore[no-untyped-def]
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (mallopt and malloc_trim are glibc's), else None; looked up once."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    if libc is None or not hasattr(libc, "gnu_get_libc_version"):
-        return None
-    return getattr(libc, "malloc_trim", None)
+    return libc if libc is not None and hasattr(libc, "gnu_get_libc_version") else None
 
 
 def give_back() -> bool:
     """Return the heap's free pages to the kernel; False where the C library has no `malloc_trim`."""
-    trim = _trim()
+    trim = getattr(glibc(), "malloc_trim", None)
     if trim is None:
         return False
     trim(0)

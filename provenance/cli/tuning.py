@@ -6,11 +6,10 @@ skipped on the plain reference path (`PROVENANCE_PLAIN=1`), and a value already 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 
 from provenance import fastpath
+from provenance.heap import glibc
 
 # torch's OpenMP threads spin while they wait for work; where the other cores are busy, the spinning
 # takes the CPU from the thread that has work (SmolLM2 pair on 2 cores at load 2-4: CLI 16 s -> 8-10 s).
@@ -38,12 +37,7 @@ def tune_process() -> dict[str, bool]:
 
 def _keep_large_blocks() -> bool:
     """Raise glibc's mmap and trim thresholds; False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-        if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
-            return False
-        return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    except OSError:
+    mallopt = getattr(glibc(), "mallopt", None)
+    if mallopt is None:
         return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from provenance.errors import CorruptFileError
-from provenance.io.arena import ALIGN
+from provenance.io.arena import ALIGN, aligned
 
 MIN_BYTES = 1 << 20  # smaller tensors are not worth a second descriptor's reads
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)
@@ -65,8 +65,7 @@ class DirectFile:
         """Read [offset, offset + nbytes) into the page-aligned `region` (at least `span(offset, nbytes)` long);
         the view of the bytes, or None where the device refused the request (read them the usual way)."""
         lo = offset - offset % ALIGN
-        hi = lo + span(offset, nbytes)
-        view = memoryview(region[:hi - lo])
+        view = memoryview(region[:span(offset, nbytes)])
         done = 0
         while lo + done < offset + nbytes:
             try:
@@ -86,6 +85,5 @@ class DirectFile:
 
 
 def span(offset: int, nbytes: int) -> int:
-    """Bytes an aligned read of [offset, offset + nbytes) covers."""
-    lo = offset - offset % ALIGN
-    return -(-(offset + nbytes - lo) // ALIGN) * ALIGN
+    """Bytes an aligned read of [offset, offset + nbytes) covers: from the block holding `offset` on."""
+    return aligned(offset % ALIGN + nbytes)
