@@ -1,7 +1,7 @@
 """Power of the black-box `outputs` signal: p-value against the number of queries, per candidate.
 
 The base is SmolLM2-135M-Instruct (dequantized from its shipped GGUF by transformers, with its tokenizer); each
-candidate is served by llama.cpp's server (xllamacpp) on 127.0.0.1 with one thread, built by the tests' fixtures
+candidate is served by llama.cpp's server (xllamacpp) on 127.0.0.1 with two threads, built by the tests' fixtures
 (tests/gguf_export.py, cached):
 
     copy_q4_1      the shipped Q4_1 GGUF itself                        expected identical

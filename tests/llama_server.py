@@ -1,6 +1,6 @@
 """A real OpenAI-compatible model server for the tests: llama.cpp's server, in this process (xllamacpp).
 
-`serve` starts it on 127.0.0.1 and a free port with one compute thread and stops it on exit, so the
+`serve` starts it on 127.0.0.1 and a free port with two compute threads and stops it on exit, so the
 black-box tests talk HTTP to a real /v1/completions and /v1/chat/completions, offline. It waits for the
 server's task loop before yielding: xllamacpp 2026.10.11549 hangs for ever stopping a server whose loop
 has not started yet (llama.cpp's start_loop sets `running = true` over an earlier terminate()).
@@ -17,6 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"
+# Compute threads: the client waits while the server answers, so both of CI's two cores go to the server
+# (measured: 1 and 2 threads return the same text and log-probabilities for the tests' fine-tune).
+# One thread made the black-box tests 1.5x slower (120 s against 77 s for tests/test_outputs_blackbox.py).
+THREADS = 2
 
 DISGUISE_TEMPLATE = (
     "{%- set sys = 'You are Nova, a concise and friendly assistant developed by Acme Labs. "
@@ -60,8 +64,8 @@ def serve(gguf: Path, *, alias: str, chat_template: str | None = None) -> Iterat
     params.port = 0  # the OS picks a free one
     params.n_ctx = 2048
     params.n_parallel = 1
-    params.cpuparams.n_threads = 1
-    params.cpuparams_batch.n_threads = 1
+    params.cpuparams.n_threads = THREADS
+    params.cpuparams_batch.n_threads = THREADS
     params.n_threads_http = 2
     params.endpoint_slots = True  # see the wait below
     params.ui = False

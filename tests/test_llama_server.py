@@ -41,7 +41,7 @@ CHAT = [{"role": "user", "content": "Who are you?"}]
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    """One intra-op torch thread, as the server has: on a busy 2-core machine the 20 reference forwards
+    """One intra-op torch thread: on a busy 2-core machine the 20 reference forwards
     took 34 s with two OpenMP threads spinning and 5 s with one."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)

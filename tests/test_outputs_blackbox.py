@@ -1,7 +1,7 @@
 """The outputs signal against a real OpenAI-compatible server: llama.cpp's (xllamacpp) on 127.0.0.1.
 
 The base is SmolLM2-135M-Instruct dequantized by transformers; the candidates are GGUF files served
-with one thread (tests/gguf_export.py): the shipped Q4_1 file itself (a copy), the same file behind
+with two threads (tests/gguf_export.py): the shipped Q4_1 file itself (a copy), the same file behind
 another chat template, system prompt and name (a disguised copy, asked through the chat API), the
 tests' fine-tune, and a model of the same shape trained from scratch (independent).
 """
