@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from provenance.audit.executors import LocalExecutor
 from provenance.audit.html import render_index, write_reports
 from provenance.audit.result import AuditModel, AuditPair, AuditResult, Lineage, LineageEdge
 from provenance.comparison import compare
@@ -129,7 +130,8 @@ def test_write_reports_links_only_pages_it_wrote(audit, pair_result, tmp_path):
     m = Markup()
     m.feed(evil_page)
     assert not any(k.startswith("on") for _, a in m.tags for k in a) and EVIL in "".join(m.text)
-    again = write_reports(audit, tmp_path / "again")
+    again = write_reports(audit, tmp_path / "again", run=LocalExecutor(2).run)  # pages from two worker processes
+    assert [p.relative_to(tmp_path / "again") for p in again] == [p.relative_to(out) for p in written]
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]  # byte-identical
 
 

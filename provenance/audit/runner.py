@@ -156,7 +156,7 @@ def audit(manifest: str | os.PathLike[str], db: str | os.PathLike[str], options:
 
             t0 = time.perf_counter()
             Path(html).mkdir(exist_ok=True)  # its parent was checked before any work
-            written = write_reports(result, Path(html))
+            written = write_reports(result, Path(html), run=ex.run if opts.workers > 1 else None)
             stages["reports"] = {"seconds": round(time.perf_counter() - t0, 3), "bytes_read": 0,
                                  "computed": len(written), "reused": 0}
         store.finish_run(run_id, stages)

@@ -127,3 +127,10 @@ def compare_task(base: str, candidate: str, fp_base: bytes, fp_candidate: bytes,
     return {"base": base, "candidate": candidate, "label": v.label, "relation": v.relation, "p_value": v.p_value,
             "decided_by": list(v.decided_by), "strongest": strongest_finding(r), "result": data,
             "seconds": time.perf_counter() - t0}
+
+
+def report_task(index: int, result: dict[str, Any], what: str) -> dict[str, Any]:
+    """One pair's HTML report, rendered from its stored result dict (`what` names it in errors)."""
+    from provenance.result import CompareResult
+
+    return {"index": index, "html": CompareResult.from_dict(result, what).to_html()}
