@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 from provenance.arch.definition import Definition, Entry
 from provenance.arch.layout import Layout
@@ -12,21 +14,29 @@ from provenance.arch.roles import expert_role, layer_role
 from provenance.io.base import TensorInfo, is_buffer
 
 
+@lru_cache(maxsize=4096)
 def _pattern(template: str) -> re.Pattern[str]:
     """Template -> regex with (?P<i>) and (?P<e>) groups."""
     escaped = re.escape(template).replace(r"\$\{i\}", r"(?P<i>\d+)").replace(r"\$\{e\}", r"(?P<e>\d+)")
     return re.compile(f"^(?P<prefix>.*?){escaped}$")
 
 
+def _matches(template: str, names: Iterable[str]) -> Iterator[re.Match[str]]:
+    """The matches of `template` among `names`. A match ends with the template's text after its last
+    placeholder, so names without that ending are skipped before the regex (ONNX graphs: ~20 definitions
+    tried against every name)."""
+    pat, tail = _pattern(template), template.rsplit("}", 1)[-1]
+    for name in names:
+        if name.endswith(tail) and (m := pat.match(name)):
+            yield m
+
+
 def detect_prefix(defn: Definition, names: set[str]) -> str:
     """The wrapper prefix ('bert.', 'base_model.model.', 'inner.') most templates need."""
     votes: Counter[str] = Counter()
     for entry in defn.all_entries():
-        pat = _pattern(entry.name)
-        for name in names:
-            m = pat.match(name)
-            if m:
-                votes[m.group("prefix")] += 1
+        for m in _matches(entry.name, names):
+            votes[m.group("prefix")] += 1
     if not votes:
         return ""
     return votes.most_common(1)[0][0]
@@ -40,8 +50,8 @@ def _headless_alias(defn: Definition, weights: set[str]) -> dict[str, str]:
     if len(firsts) != 1 or not defn.layer:
         return alias
     wrapper = firsts.pop() + "."
-    probe = _pattern(defn.layer[0].name)
-    if any(probe.match(n) for n in weights) or not any(probe.match(wrapper + n) for n in weights):
+    probe = defn.layer[0].name
+    if any(_matches(probe, weights)) or not any(_matches(probe, (wrapper + n for n in weights))):
         return alias
     alias.update({wrapper + n: n for n in weights if wrapper + n not in alias})
     return alias
@@ -69,8 +79,7 @@ class _Mapper:
     def layer_indices(self) -> list[int]:
         found: set[int] = set()
         for entry in self.defn.layer + self.defn.expert:
-            pat = _pattern(self.prefix + entry.name)
-            found |= {int(m.group("i")) for n in self.names if (m := pat.match(n)) and m.group("prefix") == ""}
+            found |= {int(m.group("i")) for m in _matches(self.prefix + entry.name, self.names) if m.group("prefix") == ""}
         return sorted(found)
 
     def run(self) -> RoleMap:
@@ -94,8 +103,8 @@ class _Mapper:
     def expert_indices(self, i: int) -> list[int]:
         if not self.defn.expert:
             return []
-        pat = _pattern(self.prefix + self.defn.expert[0].name.replace("${i}", str(i)))
-        return sorted({int(m.group("e")) for n in self.names if (m := pat.match(n)) and m.group("prefix") == ""})
+        template = self.prefix + self.defn.expert[0].name.replace("${i}", str(i))
+        return sorted({int(m.group("e")) for m in _matches(template, self.names) if m.group("prefix") == ""})
 
     def place(self, entry: Entry, template: str, key: str, layer: int | None = None) -> None:
         name = self.resolve(template)
