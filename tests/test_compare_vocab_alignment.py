@@ -7,46 +7,47 @@ weights — through the token map — and the tokenizer signal must see the same
 from __future__ import annotations
 
 import json
-import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
 from provenance import CompareOptions, compare
+from tests.fixture_cache import cached, recipe_key
 from tests.real_models import SMOLLM2_GGUF, require
+from tests.tiny_models import link_files
 
-pytestmark = pytest.mark.slow  # copies and compares SmolLM2 (135M parameters) twice
+pytestmark = pytest.mark.slow  # compares SmolLM2 (135M parameters) twice
 
 OPTS = CompareOptions(device="cpu", hashes=False)
 SPECIALS = 17  # SmolLM2's ids 0..16 are special tokens; they keep their ids
 
 
-@pytest.fixture(scope="module")
-def renumbered(smollm2_hf, tmp_path_factory):
-    """(directory of the shuffled copy, directory of the original with its tokenizer.json)."""
-    from tests.families import smollm2_tokenizer
-
-    root = tmp_path_factory.mktemp("renumbered")
-    original = root / "original"
-    shutil.copytree(smollm2_hf, original)
-    smollm2_tokenizer().save_pretrained(original)
+def _write_renumbered(original: Path, folder: Path) -> None:
+    """`original` with its ordinary token ids shuffled: tokenizer.json and embedding rows permuted together."""
     data = json.loads((original / "tokenizer.json").read_text(encoding="utf-8"))
     n = len(data["model"]["vocab"])
     perm = np.arange(n)
     perm[SPECIALS:] = SPECIALS + np.random.default_rng(0).permutation(n - SPECIALS)  # old id -> new id
     data["model"]["vocab"] = {p: int(perm[i]) for p, i in data["model"]["vocab"].items()}
-    shuffled = root / "shuffled"
-    shutil.copytree(original, shuffled)
-    (shuffled / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    link_files([f for f in original.iterdir() if f.name not in ("tokenizer.json", "model.safetensors", "recipe.json")],
+               folder)
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     state = load_file(str(original / "model.safetensors"))
     embed = state["model.embed_tokens.weight"]
     moved = embed.clone()
     moved[perm] = embed  # row of old id i now sits at perm[i]
     state["model.embed_tokens.weight"] = moved
-    save_file(state, str(shuffled / "model.safetensors"))
-    yield shuffled, original
-    shutil.rmtree(root, ignore_errors=True)  # two 0.5 GB checkpoints: free them when the module ends
+    save_file(state, str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def renumbered(smollm2_hf_tok: Path) -> tuple[Path, Path]:
+    """(directory of the shuffled copy, directory of the original with its tokenizer.json), cached between runs."""
+    key = recipe_key(_write_renumbered, smollm2_hf_tok.name)
+    return cached("smollm2-renumbered-vocab", key, lambda folder: _write_renumbered(smollm2_hf_tok, folder)), \
+        smollm2_hf_tok
 
 
 def test_renumbered_vocabulary_is_aligned_through_the_token_map(renumbered):
