@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from provenance.audit.html import write_reports
 from provenance.audit.result import AuditResult, LineageEdge
 from provenance.audit.runner import AuditOptions, audit
 from provenance.cli.audit_cmd import print_summary
@@ -354,10 +355,15 @@ def test_killed_audit_resumes_to_the_same_store(tiny_zoo, tiny_reference):
 @pytest.mark.slow
 def test_ray_executor_equals_local(tiny_zoo, tiny_reference):
     """Ray is a test dependency (pyproject's `test` extra): no skip when it is missing or fails to start."""
-    db = tiny_zoo.parent / "ray.sqlite"
-    r = audit(tiny_zoo, db, AuditOptions(executor="ray", workers=2, hashes=False))
+    db, html = tiny_zoo.parent / "ray.sqlite", tiny_zoo.parent / "ray-html"
+    r = audit(tiny_zoo, db, AuditOptions(executor="ray", workers=2, hashes=False), html=html)
     assert r.stages["fingerprint"]["computed"] == 8 and r.stages["compare"]["computed"] == 10
     assert comparable(db) == comparable(tiny_reference)
+    pages = sorted((html / "pairs").iterdir())  # rendered by Ray's workers: the same bytes as here
+    here = write_reports(r, tiny_zoo.parent / "local-html")[:-1]
+    assert len(pages) == r.stages["reports"]["computed"] - 1 > 1
+    assert [p.name for p in pages] == sorted(p.name for p in here)
+    assert [p.read_bytes() for p in pages] == [p.read_bytes() for p in sorted(here)]
 
 
 # ----------------------------------------------------------------------------- manifest and CLI errors
