@@ -6,6 +6,11 @@ L layers with seeded values, so the figures grow the way they would for deeper m
 
     python benchmarks/bench_report.py
     python benchmarks/bench_report.py --layers 12 80 --repeats 3
+    python benchmarks/bench_report.py --pages 40 --workers 2    # an audit's pair pages: one by one vs workers
+
+`--pages N` then times `provenance.audit.html.write_reports` on N pair pages (the source result at 30
+layers), one by one in this process and in `--workers` spawned processes (as `provenance audit` renders
+them), and checks that both wrote the same bytes.
 """
 
 from __future__ import annotations
@@ -55,10 +60,37 @@ def best_of(fn: Any, repeats: int) -> tuple[float, Any]:
     return best, out
 
 
+def audit_pages(base: dict[str, Any], pages: int, workers: int) -> None:
+    """Seconds to write `pages` pair reports one by one and in `workers` processes, and whether the bytes agree."""
+    import tempfile
+
+    from provenance.audit.executors import LocalExecutor
+    from provenance.audit.html import write_reports
+    from provenance.audit.result import AuditModel, AuditPair, AuditResult, Lineage
+
+    n = next(n for n in range(2, pages + 3) if n * (n - 1) // 2 >= pages)  # models enough for `pages` pairs
+    models = [AuditModel(f"m{i}", f"/models/m{i}", None, {}, {}, None, 0, 0.0, None) for i in range(n)]
+    pairs = [AuditPair(f"m{a}", f"m{b}", {}, True, "derived", None, 1e-300, ["weights"], result=scaled(base, 30, seed=k))
+             for k, (a, b) in enumerate((a, b) for a in range(n) for b in range(a + 1, n))][:pages]
+    audit = AuditResult("bench", "bench.sqlite", models, pairs, Lineage([[m.name for m in models]], []), {}, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        alone = write_reports(audit, Path(tmp) / "alone")
+        t_alone = time.perf_counter() - t
+        t = time.perf_counter()
+        spread = write_reports(audit, Path(tmp) / "workers", run=LocalExecutor(workers).run)
+        t_workers = time.perf_counter() - t
+        same = [p.read_bytes() for p in alone] == [p.read_bytes() for p in spread]
+    print(f"\n{pages} pair pages (30 layers): {t_alone:.1f} s one by one, {t_workers:.1f} s in {workers} worker "
+          f"processes (spawn included) = {t_workers / t_alone:.2f}x; same bytes: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, nargs="*", default=[12, 32, 80, 126])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pages", type=int, default=0, help="also time an audit's N pair pages (default: 0, none)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for --pages (default: 2)")
     args = parser.parse_args()
     base = json.loads(SOURCE.read_text())
     CompareResult.from_dict(base).to_html()  # warm: imports, fonts
@@ -72,6 +104,8 @@ def main() -> None:
         t_md, md = best_of(r.to_markdown, args.repeats)
         print(f"{layers:>6} {t_load:>15.3f} {t_json:>7.3f} {t_html:>7.2f} {t_md:>6.3f} "
               f"{len(js.encode()) / 1024:>9.0f} {len(html.encode()) / 1024:>9.0f} {len(md.encode()) / 1024:>7.0f}")
+    if args.pages:
+        audit_pages(base, args.pages, args.workers)
 
 
 if __name__ == "__main__":
