@@ -12,6 +12,7 @@ from provenance.errors import InvalidParameterError, ProvenanceError
 
 EXECUTORS = ("local", "ray")
 Task = tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]
+Runner = Callable[[list[Task]], Iterator[dict[str, Any]]]  # an executor's `run`: results in completion order
 
 
 class LocalExecutor:

@@ -9,11 +9,10 @@ relative paths; the page's Content-Security-Policy allows no script and no fetch
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from provenance.audit.executors import Task
+from provenance.audit.executors import Runner, Task
 from provenance.audit.graph import lineage_svg, multi_families
 from provenance.audit.result import AuditModel, AuditPair, AuditResult
 from provenance.outfile import write_atomic
@@ -35,7 +34,6 @@ AUDIT_CSS = """
 """
 LABELS = ("identical", "derived", "independent", "inconclusive")
 SLUG_CHARS = 60  # per model name in a pair report's file name
-Runner = Callable[[list[Task]], Iterator[dict[str, Any]]]  # LocalExecutor.run, RayExecutor.run
 _RELATIVE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
@@ -57,7 +55,7 @@ def write_reports(result: AuditResult, directory: str | Path, run: Runner | None
     Sets each pair's `report` to its page's relative path (None where no page was written). Each file
     is written atomically; the index comes last, so it never links a page that is not there yet.
     `run` (an executor's `run`) renders the pages in its workers: most of a page's time is its matplotlib
-    figures, ~0.7 s a pair. The pages are the same bytes either way.
+    figures, ~0.9 s a pair. The pages are the same bytes either way.
     """
     from provenance.audit.tasks import report_task
 

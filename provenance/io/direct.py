@@ -2,8 +2,8 @@
 
 A comparison reads each weight byte once. Through the page cache every cold byte first costs the
 kernel a fresh cache page, and on a virtual machine that is most of the read's CPU: the project's
-2-core VM read a 27 GB pair cold in 34 s with 34 CPU-s through the cache, and in 12 s with 1.3 CPU-s
-with O_DIRECT into one reused buffer (`benchmarks/bench_compare.py`, raw-cold and raw-direct-cold).
+2-core VM read a 27 GB pair cold in 36 s with 35 CPU-s through the cache, and in 14 s with 1.3 CPU-s
+with O_DIRECT into one reused buffer (`benchmarks/bench_compare.py`, raw-cold and raw-direct-cold, one run).
 Bytes already cached are better viewed in place (`provenance.io.mapped`), so `resident` tells the
 two apart first. Linux only; anywhere O_DIRECT is refused (tmpfs, other systems) the caller reads the
 usual way. The bytes are the same either way; only the route differs.
