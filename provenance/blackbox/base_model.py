@@ -8,6 +8,7 @@ footing (a multi-token string is scored by teacher forcing).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ class BaseModel:
         self.model.to(device).eval()
         self.chat_template = _chat_template(path)
         self._specials = {t.content: i for i, t in self.tokenizer.get_added_tokens_decoder().items()}
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def encode(self, text: str) -> list[int]:
         """The base's token ids of `text` (no special tokens added)."""
@@ -50,7 +52,11 @@ class BaseModel:
         out: np.ndarray | None = None
         for i in range(0, len(order), _BATCH):
             picks = order[i:i + _BATCH]
-            rows = self._last_logits([contexts[k] for k in picks]).log_softmax(-1).float().cpu().numpy()
+            seqs = [contexts[k] for k in picks]
+            keep = sorted({len(s) - 1 for s in seqs})
+            logits = self._logits_at(seqs, keep)
+            rows = logits[torch.arange(len(seqs)), torch.tensor([keep.index(len(s) - 1) for s in seqs])]
+            rows = rows.log_softmax(-1).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(contexts), rows.shape[1]), np.float32)
             out[picks] = rows
@@ -77,11 +83,12 @@ class BaseModel:
                 longer.append((k, ids))
         for i in range(0, len(longer), _BATCH):
             chunk = longer[i:i + _BATCH]
+            # context + ids[:-1]: position len(context) + j holds ids[j] and predicts ids[j + 1]
             seqs = [context + ids[:-1] for _, ids in chunk]
-            logits = self._all_logits(seqs).log_softmax(-1).float().cpu().numpy()
+            keep = list(range(len(context), max(len(s) for s in seqs)))
+            logits = self._logits_at(seqs, keep).log_softmax(-1).float().cpu().numpy()
             for row, (k, ids) in enumerate(chunk):
-                at = len(context) - 1
-                out[k] = float(first[ids[0]] + sum(logits[row, at + j, ids[j + 1]] for j in range(len(ids) - 1)))
+                out[k] = float(first[ids[0]] + sum(logits[row, j, ids[j + 1]] for j in range(len(ids) - 1)))
         return out
 
     def chat_context(self, user: str, reply_start: str) -> list[int]:
@@ -102,17 +109,17 @@ class BaseModel:
         end = text.rfind(reply_start)
         return self.encode(text[:end + len(reply_start)]) if end >= 0 else plain
 
-    def _last_logits(self, seqs: list[list[int]]) -> torch.Tensor:
-        logits = self._all_logits(seqs)
-        last = torch.tensor([len(s) - 1 for s in seqs], device=logits.device)
-        return logits[torch.arange(len(seqs), device=logits.device), last]
-
-    def _all_logits(self, seqs: list[list[int]]) -> torch.Tensor:
-        """Logits of right-padded sequences (padding masked, so each row equals its unpadded pass)."""
+    def _logits_at(self, seqs: list[list[int]], keep: list[int]) -> torch.Tensor:
+        """[len(seqs), len(keep), vocab] logits at positions `keep` of right-padded sequences (padding masked,
+        so each row equals its unpadded pass). The LM head runs on those positions only where the model's
+        forward takes transformers' `logits_to_keep`: over a 49k vocabulary it is most of a pass's work."""
         from provenance.activations.torch_runner import pad_batch
 
         ids, mask = pad_batch(seqs, self.device)
-        return self.model(input_ids=ids, attention_mask=mask).logits
+        if self._keeps_logits:
+            at = torch.tensor(keep, dtype=torch.long, device=self.device)
+            return self.model(input_ids=ids, attention_mask=mask, logits_to_keep=at).logits
+        return self.model(input_ids=ids, attention_mask=mask).logits[:, keep]
 
     def close(self) -> None:
         del self.model
