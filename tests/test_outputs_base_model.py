@@ -22,6 +22,8 @@ CONTEXTS = ["The capital of France is", "def fibonacci(n):\n    if n < 2:\n     
             "Once upon a time, in a small village by the sea, there lived an old fisherman who"]
 # one, two and three or more tokens each, so a chunk of teacher-forced strings has rows of different lengths
 STRINGS = [" Paris", " Parisienne", " the first city of the Republic", "\u00e9t\u00e9", " n", " 42"]
+STRINGS += [f" {w}ville" for w in ("Paris", "Lyon", "Nice", "Lille", "Brest", "Metz", "Nancy", "Dijon", "Reims",
+                                   "Tours", "Caen", "Rouen", "Nantes", "Pau")]  # over 16 forced: two chunks
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +48,18 @@ def test_next_logprobs_equal_one_unpadded_pass_per_context(base: BaseModel) -> N
         np.testing.assert_allclose(base.next_logprobs(contexts), got, atol=2e-4)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["logits_to_keep", "plain"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
 def test_a_string_scores_by_the_chain_rule_over_its_tokens(base: BaseModel, fast: bool) -> None:
-    assert base._keeps_logits  # transformers' Llama takes logits_to_keep: both paths are exercised
+    """Fast: logits_to_keep, and the strings continue the context's key/value cache; plain: every position's
+    logits of the context and each string, recomputed."""
+    assert base._keeps_logits  # transformers' Llama takes logits_to_keep and returns a cache: both paths run
     context = base.encode(CONTEXTS[0])
+    assert base._forced_after_cache(context, [(0, base.encode(STRINGS[1]))]) is not None
     with contextlib.nullcontext() if fast else fastpath.plain():
         first = base.next_logprobs([context])[0]
         got = base.string_logprobs(context, first, [s.encode("utf-8") for s in STRINGS] + [b"\xff", b""])
     assert {len(base.encode(s)) for s in STRINGS} >= {1, 2, 6}
+    assert sum(len(base.encode(s)) > 1 for s in STRINGS) > 16  # more than one batch of forced strings
     for s, value in zip(STRINGS, got):
         ids = base.encode(s)
         expected = sum(float(_next(base, context + ids[:j])[ids[j]]) for j in range(len(ids)))

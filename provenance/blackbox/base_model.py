@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from provenance import fastpath
 from provenance.errors import MissingFileError
 
 _BATCH = 16  # sequences per forward pass when scoring multi-token strings
@@ -36,7 +37,11 @@ class BaseModel:
         self.model.to(device).eval()
         self.chat_template = _chat_template(path)
         self._specials = {t.content: i for i, t in self.tokenizer.get_added_tokens_decoder().items()}
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        params = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in params
+        # the key/value cache's argument and output field: `cache` from transformers 5.25 (its old name,
+        # `past_key_values`, goes in 5.40); None: the forward takes neither, and strings are forced plainly
+        self._cache_arg = next((name for name in ("cache", "past_key_values") if name in params), None)
 
     def encode(self, text: str) -> list[int]:
         """The base's token ids of `text` (no special tokens added)."""
@@ -81,14 +86,57 @@ class BaseModel:
                 out[k] = float(first[ids[0]])
             elif ids:
                 longer.append((k, ids))
+        if longer:
+            forced = self._forced_after_cache(context, longer) if fastpath.enabled() else None
+            if forced is None:
+                forced = self._forced_batched(context, longer)
+            for (k, ids), rest in zip(longer, forced):
+                out[k] = float(first[ids[0]]) + rest
+        return out
+
+    @torch.no_grad()
+    def _forced_batched(self, context: list[int], longer: list[tuple[int, list[int]]]) -> list[float]:
+        """log P(ids[1:] | context + ids[0]) of each string by teacher forcing, the context run again for each
+        (the plain path: sequences of `_BATCH` at a time)."""
+        out: list[float] = []
         for i in range(0, len(longer), _BATCH):
             chunk = longer[i:i + _BATCH]
             # context + ids[:-1]: position len(context) + j holds ids[j] and predicts ids[j + 1]
             seqs = [context + ids[:-1] for _, ids in chunk]
             keep = list(range(len(context), max(len(s) for s in seqs)))
             logits = self._logits_at(seqs, keep).log_softmax(-1).float().cpu().numpy()
-            for row, (k, ids) in enumerate(chunk):
-                out[k] = float(first[ids[0]] + sum(logits[row, j, ids[j + 1]] for j in range(len(ids) - 1)))
+            out += [float(sum(logits[row, j, ids[j + 1]] for j in range(len(ids) - 1)))
+                    for row, (_, ids) in enumerate(chunk)]
+        return out
+
+    @torch.no_grad()
+    def _forced_after_cache(self, context: list[int], longer: list[tuple[int, list[int]]]) -> list[float] | None:
+        """`_forced_batched`'s numbers with the context run once: the strings' tokens, right-padded into one
+        batch, continue the context's key/value cache repeated per row. A pass reads every weight whatever
+        its length, so one pass per query replaces one per `_BATCH` strings, each over the whole context.
+        None when the model takes or returns no cache, or its cache cannot be repeated per row."""
+        import copy
+
+        from provenance.activations.torch_runner import pad_batch
+
+        if self._cache_arg is None:
+            return None
+        ctx = torch.tensor([context], dtype=torch.long, device=self.device)
+        extra = {"logits_to_keep": 1} if self._keeps_logits else {}
+        past = getattr(self.model(input_ids=ctx, use_cache=True, **extra), self._cache_arg, None)
+        if past is None or not callable(getattr(past, "batch_repeat_interleave", None)):
+            return None
+        out: list[float] = []
+        for i in range(0, len(longer), _BATCH):  # at most _BATCH rows of cache at once, as on the plain path
+            chunk = longer[i:i + _BATCH]
+            rows = copy.deepcopy(past) if len(longer) > _BATCH else past
+            rows.batch_repeat_interleave(len(chunk))
+            tails, mask = pad_batch([ids[:-1] for _, ids in chunk], self.device)
+            mask = torch.cat([torch.ones((len(chunk), len(context)), dtype=mask.dtype, device=self.device), mask], 1)
+            logits = self.model(input_ids=tails, attention_mask=mask, use_cache=True, **{self._cache_arg: rows}).logits
+            lp = logits.log_softmax(-1).float().cpu().numpy()
+            # row r, position j holds ids[j] and predicts ids[j + 1]
+            out += [float(sum(lp[r, j, ids[j + 1]] for j in range(len(ids) - 1))) for r, (_, ids) in enumerate(chunk)]
         return out
 
     def chat_context(self, user: str, reply_start: str) -> list[int]:
@@ -114,7 +162,6 @@ class BaseModel:
         so each row equals its unpadded pass). The LM head runs on those positions only where the model's
         forward takes transformers' `logits_to_keep`: over a 49k vocabulary it is most of a pass's work.
         The plain path (`provenance.fastpath.plain`) computes every position's logits and picks."""
-        from provenance import fastpath
         from provenance.activations.torch_runner import pad_batch
 
         ids, mask = pad_batch(seqs, self.device)

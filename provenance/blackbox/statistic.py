@@ -11,12 +11,15 @@ query is close with probability at most `NULL_CLOSE_RATE`, and queries (one per 
 independent, so the number of close queries is at most Binomial(n, NULL_CLOSE_RATE) and the
 p-value is its upper tail. The rate is a bound measured on real independently trained models
 (see docs/DESIGN.md, "The outputs signal"): the closest one seen, Qwen2.5-Coder-0.5B against
-SmolLM2-135M, was close on 9.5% of 200 queries (upper 99% bound 16%); scratch-trained models of
-the base's shape on none. The bound is 20%.
+SmolLM2-135M, was close on 22 of 200 queries through /completions and 23 of 200 through the chat
+API (11-12%; upper 99% Clopper-Pearson bound 17.8%); a scratch-trained model of the base's shape
+on none. The bound is 20%. (Before a fix of the base's teacher forcing, measured figures for Qwen
+were 5-9.5%: its multi-token alternatives were scored one position early.)
 
 Without log-probabilities only the endpoint's greedy token is known: a query is `close` when it
 is the base's most likely token too; independent models agree on 35–44% of queries (Qwen against
-SmolLM2) and the bound is 60%: a weaker test that needs more queries.
+SmolLM2: 37% and 40% of 200 through the two APIs) and the bound is 60%: a weaker test that needs
+more queries.
 """
 
 from __future__ import annotations
