@@ -130,7 +130,10 @@ class BaseModel:
         for i in range(0, len(longer), _BATCH):  # at most _BATCH rows of cache at once, as on the plain path
             chunk = longer[i:i + _BATCH]
             rows = copy.deepcopy(past) if len(longer) > _BATCH else past
-            rows.batch_repeat_interleave(len(chunk))
+            try:
+                rows.batch_repeat_interleave(len(chunk))
+            except NotImplementedError:  # a cache kind transformers cannot repeat per row: the plain path
+                return None
             tails, mask = pad_batch([ids[:-1] for _, ids in chunk], self.device)
             mask = torch.cat([torch.ones((len(chunk), len(context)), dtype=mask.dtype, device=self.device), mask], 1)
             logits = self.model(input_ids=tails, attention_mask=mask, use_cache=True, **{self._cache_arg: rows}).logits
