@@ -83,7 +83,8 @@ def main() -> None:
 
 
 def _multi_token_alternatives(base: Path, cache: Path) -> int:
-    """How many of the cache's alternatives the base tokenizes into more than one token (teacher forced)."""
+    """How many of the cache's alternatives the base tokenizes into more than one token (teacher forced); read
+    from llama.cpp's answer format (`logprobs.content[0].top_logprobs[*].bytes`), which blackbox.py records."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(base / "tokenizer.json"))
