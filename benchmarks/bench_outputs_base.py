@@ -83,19 +83,20 @@ def main() -> None:
 
 
 def _multi_token_alternatives(base: Path, cache: Path) -> int:
-    """How many of the cache's alternatives the base tokenizes into more than one token (teacher forced); read
-    from llama.cpp's answer format (`logprobs.content[0].top_logprobs[*].bytes`), which blackbox.py records."""
+    """How many of the cache's first-position alternatives the base tokenizes into more than one token (those
+    are teacher forced), each answer read by the signal's own parser."""
     from tokenizers import Tokenizer
+
+    from provenance.blackbox.responses import parse_response
 
     tok = Tokenizer.from_file(str(base / "tokenizer.json"))
     count = 0
     for line in cache.read_text(encoding="utf-8").splitlines():
-        body = json.loads(json.loads(line)["response"])
-        lp = body["choices"][0].get("logprobs") or {}
-        for top in (lp.get("content") or [{}])[:1]:
-            for alt in top.get("top_logprobs") or []:
-                text = bytes(alt.get("bytes") or []).decode("utf-8", "replace")
-                count += len(tok.encode(text, add_special_tokens=False).ids) > 1
+        entry = json.loads(line)
+        url = entry["request"]["url"]
+        _, _, top = parse_response(entry["response"], url, chat="/chat/" in url)
+        for alt in top[0] if top else ():
+            count += len(tok.encode(alt.text.decode("utf-8", "replace"), add_special_tokens=False).ids) > 1
     return count
 
 

@@ -101,12 +101,10 @@ class BaseModel:
         out: list[float] = []
         for i in range(0, len(longer), _BATCH):
             chunk = longer[i:i + _BATCH]
-            # context + ids[:-1]: position len(context) + j holds ids[j] and predicts ids[j + 1]
             seqs = [context + ids[:-1] for _, ids in chunk]
-            keep = list(range(len(context), max(len(s) for s in seqs)))
+            keep = list(range(len(context), max(len(s) for s in seqs)))  # where ids[0], ids[1], ... sit
             logits = self._logits_at(seqs, keep).log_softmax(-1).float().cpu().numpy()
-            out += [float(sum(logits[row, j, ids[j + 1]] for j in range(len(ids) - 1)))
-                    for row, (_, ids) in enumerate(chunk)]
+            out += [_forced(logits[row], ids) for row, (_, ids) in enumerate(chunk)]
         return out
 
     @torch.no_grad()
@@ -138,8 +136,7 @@ class BaseModel:
             mask = torch.cat([torch.ones((len(chunk), len(context)), dtype=mask.dtype, device=self.device), mask], 1)
             logits = self.model(input_ids=tails, attention_mask=mask, use_cache=True, **{self._cache_arg: rows}).logits
             lp = logits.log_softmax(-1).float().cpu().numpy()
-            # row r, position j holds ids[j] and predicts ids[j + 1]
-            out += [float(sum(lp[r, j, ids[j + 1]] for j in range(len(ids) - 1))) for r, (_, ids) in enumerate(chunk)]
+            out += [_forced(lp[r], ids) for r, (_, ids) in enumerate(chunk)]
         return out
 
     def chat_context(self, user: str, reply_start: str) -> list[int]:
@@ -175,6 +172,12 @@ class BaseModel:
 
     def close(self) -> None:
         del self.model
+
+
+def _forced(lp: np.ndarray, ids: list[int]) -> float:
+    """log P(ids[1:] | context + ids[0]) from the log-probability rows of a string's positions: row j is
+    read where ids[j] sits, so it predicts ids[j + 1]."""
+    return float(sum(lp[j, ids[j + 1]] for j in range(len(ids) - 1)))
 
 
 def _chat_template(path: Path) -> str | None:
